@@ -1,0 +1,162 @@
+"""The one wiring point: Settings -> policy, venues, store, notifier, bot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bot.core.actions import TransferKind
+from bot.core.approvals import ApprovalPolicy, Rule
+from bot.core.policy import Band, Regime, VenuePolicy
+from bot.core.world import Policy, RouteSpec
+from bot.engine.bot import Bot
+from bot.engine.clock import Clock
+from bot.errors import ConfigError, NotBuilt
+from bot.notify import AppriseSender, OutboxWorker
+from bot.settings import BandModel, Settings
+from bot.sim.market import AssetProcess, Market
+from bot.store.db import make_engine
+from bot.store.repo import Store
+from bot.venues.paper import PaperAccount, PaperExchange, PaperTransfers, PaperVenue
+
+log = structlog.get_logger("marginbot.app")
+
+
+def _band(b: BandModel) -> Band:
+    return Band(b.min, b.target, b.max)
+
+
+def compile_policy(s: Settings) -> Policy:
+    """The config as the pure core sees it."""
+    d = s.buffers
+    venues = {
+        v.name: VenuePolicy(
+            alert_utilization=v.alert_utilization if v.alert_utilization is not None else d.alert_utilization,
+            alert_mm_ratio=v.alert_mm_ratio if v.alert_mm_ratio is not None else d.alert_mm_ratio,
+            derisk_mm_ratio=v.derisk_mm_ratio if v.derisk_mm_ratio is not None else d.derisk_mm_ratio,
+            normal=_band(v.normal or d.normal),
+            high_vol=_band(v.high_vol or d.high_vol),
+        )
+        for v in s.venues
+    }
+    buckets = {a.name: a.bucket for a in s.accounts}
+    routes = []
+    for r in s.routes:
+        topup = r.to in venues
+        routes.append(
+            RouteSpec(
+                name=r.name,
+                kind=TransferKind.TOPUP if topup else TransferKind.SWEEP,
+                source=r.from_,
+                destination=r.to,
+                venue=r.to if topup else r.from_,
+                account=r.from_ if topup else r.to,
+                bucket=buckets[r.from_ if topup else r.to],
+                asset=r.asset,
+                method=r.method,
+                address=r.address,
+                network=r.network,
+                min_amount=r.min_amount,
+                max_amount=r.max_amount,
+                daily_limit=r.daily_limit,
+                fee=r.fee,
+                step=r.step,
+                settle_seconds=r.settle_seconds,
+            )
+        )
+    a = s.approvals
+    approvals = ApprovalPolicy(
+        auto_limit_usd=a.auto_limit_usd,
+        daily_auto_limit_usd=a.daily_auto_limit_usd,
+        approvers=tuple(a.approvers),
+        quorum=a.quorum,
+        rules=tuple(Rule(r.quorum, tuple(r.approvers), r.bucket, r.route) for r in a.rules),
+    )
+    return Policy(
+        venues=venues,
+        routes=tuple(routes),
+        approvals=approvals,
+        max_data_age_seconds=s.bot.max_data_age_seconds,
+    )
+
+
+def open_store(s: Settings, db_url: str | None = None, *, synchronous: str = "FULL") -> Store:
+    engine = make_engine(db_url or s.bot.database_url, synchronous=synchronous)
+    return Store(engine, config_hash=s.config_hash, min_severity=s.notify.min_severity)
+
+
+def market_from_settings(s: Settings) -> Market:
+    m = Market(dict(s.market.prices), seed=s.market.seed)
+    for asset in s.market.prices:
+        m.set_process(
+            asset,
+            AssetProcess(
+                vol_annual=s.market.vol_annual.get(asset, 0.0),
+                drift_annual=s.market.drift_annual.get(asset, 0.0),
+            ),
+        )
+    return m
+
+
+def require_paper(s: Settings) -> None:
+    live = [v.name for v in s.venues if v.kind != "paper"] + [a.name for a in s.accounts if a.kind != "paper"]
+    if live:
+        raise NotBuilt(
+            f"ccxt venues and accounts are not available in this release yet ({', '.join(live)}): "
+            'use kind = "paper"'
+        )
+
+
+@dataclass
+class Wired:
+    bot: Bot
+    exchange: PaperExchange
+    market: Market
+    store: Store
+
+
+def build(
+    s: Settings,
+    store: Store,
+    clock: Clock,
+    *,
+    market: Market | None = None,
+    exchange: PaperExchange | None = None,
+    send_notifications: bool = True,
+    figures_every_seconds: float | None = 0.0,
+    before_cycle: Callable[[float], None] | None = None,
+) -> Wired:
+    """Wire a bot over paper venues. Pass `exchange` to rebuild a bot over an existing world (after a crash)."""
+    require_paper(s)
+    if s.hedges:
+        log.warning(
+            "hedge programs are configured but the hedge engine is not part of this release; "
+            "they are validated and not traded",
+            hedges=[h.name for h in s.hedges],
+        )
+    market = market or (exchange.market if exchange else market_from_settings(s))
+    exchange = exchange or PaperExchange(s, market, clock.now)
+    outbox = None
+    if send_notifications and s.notify.urls:
+        try:
+            outbox = OutboxWorker(store, AppriseSender(list(s.notify.urls), s.notify.timeout_seconds))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    bot = Bot(
+        policy=compile_policy(s),
+        venues=[PaperVenue(exchange, v.name) for v in s.venues],
+        accounts=[PaperAccount(exchange, a.name) for a in s.accounts],
+        transfers=PaperTransfers(exchange),
+        store=store,
+        clock=clock,
+        regime=Regime(s.bot.regime),
+        desk=s.bot.desk,
+        expires_minutes=s.approvals.expires_minutes,
+        repeat_minutes=s.notify.repeat_minutes,
+        outbox=outbox,
+        figures_every_seconds=figures_every_seconds,
+        before_cycle=before_cycle,
+    )
+    return Wired(bot, exchange, market, store)

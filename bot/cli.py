@@ -1,0 +1,470 @@
+"""The command line: parse, call, print. Exit codes: 0 success, 1 operational failure or failed check, 2 bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bot import logs
+from bot.errors import BadInput, MarginbotError
+from bot.settings import Settings, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+audit_app = typer.Typer(no_args_is_help=True, help="Check or export the audit trail.")
+app.add_typer(audit_app, name="audit")
+
+T = TypeVar("T")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config file (default: $MARGINBOT_CONFIG, else config/paper.toml)."),
+]
+DbOpt = Annotated[str | None, typer.Option("--db", help="Database URL; overrides bot.database_url.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for tools.")]
+
+
+def _config_path(config: Path | None) -> Path:
+    return config or Path(os.environ.get("MARGINBOT_CONFIG") or "config/paper.toml")
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run a command body; map our errors to exit codes with one clear line each, never a traceback."""
+    try:
+        return fn()
+    except BadInput as e:
+        for line in e.problems:
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(2) from None
+    except MarginbotError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _settings(config: Path | None) -> Settings:
+    logs.configure()
+    return load_settings(_config_path(config))
+
+
+def _pct(x: float | None) -> str:
+    return "   n/a" if x is None else f"{x * 100:5.1f}%"
+
+
+# --- check-config ----------------------------------------------------------------------------------------
+@app.command("check-config")
+def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Validate the config and summarise venues, routes, limits and approval rules."""
+
+    def body() -> None:
+        from bot.app import compile_policy
+
+        s = _settings(config)
+        p = compile_policy(s)
+        typer.echo(f"config {_config_path(config)} OK (sha256 {s.config_hash[:16]}…)")
+        typer.echo(
+            f"database: {_redact_db(db or s.bot.database_url)}; regime {s.bot.regime}; "
+            f"cycle {s.bot.cycle_seconds:g}s; max data age {s.bot.max_data_age_seconds:g}s"
+        )
+        typer.echo("venues:")
+        for v in s.venues:
+            vp = p.venues[v.name]
+            n, h = vp.normal, vp.high_vol
+            typer.echo(
+                f"  {v.name:<14} {v.kind:<5} {v.margin_model:<9} normal {n.min:.0%}/{n.target:.0%}/{n.max:.0%}"
+                f"  high_vol {h.min:.0%}/{h.target:.0%}/{h.max:.0%}  alert u≥{vp.alert_utilization:.0%}"
+                f" m≥{vp.alert_mm_ratio:.0%}  de-risk m≥{vp.derisk_mm_ratio:.0%}"
+            )
+        typer.echo("accounts:")
+        for a in s.accounts:
+            bal = ", ".join(f"{q:,} {k}" for k, q in a.balances.items())
+            typer.echo(f"  {a.name:<20} {a.bucket:<9} owner {a.owner:<14} {bal}")
+        typer.echo("routes:")
+        for r in p.routes:
+            typer.echo(
+                f"  {r.name:<22} {r.kind.value:<5} {r.source} → {r.destination} {r.asset} {r.method:<10} "
+                f"max {r.max_amount:,} daily {r.daily_limit:,} fee {r.fee} settle {r.settle_seconds:g}s"
+            )
+        ap = s.approvals
+        typer.echo(
+            f"approvals: auto ≤ {ap.auto_limit_usd:,} USD per move, ≤ {ap.daily_auto_limit_usd:,} USD per 24 h; "
+            f"quorum {ap.quorum} of {', '.join(ap.approvers) or '(none)'}; expires after {ap.expires_minutes:g} min"
+        )
+        typer.echo("  emergency bucket: always needs approval")
+        for rule in ap.rules:
+            target = f"route {rule.route}" if rule.route else f"bucket {rule.bucket}"
+            typer.echo(f"  rule: {target} needs {rule.quorum} of {', '.join(rule.approvers)}")
+        typer.echo(f"notify: {len(s.notify.urls)} URL(s), min severity {s.notify.min_severity}")
+        if s.hedges:
+            typer.echo(
+                f"hedges: {len(s.hedges)} configured (validated; the hedge engine is not in this release)"
+            )
+
+    _guard(body)
+
+
+def _redact_db(url: str) -> str:
+    from bot.logs import redact_text
+
+    return url if url.startswith("sqlite") else redact_text(url)
+
+
+# --- run -------------------------------------------------------------------------------------------------
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit.")] = False,
+    for_seconds: Annotated[
+        float | None, typer.Option("--for", help="Stop after this many seconds.", min=0)
+    ] = None,
+) -> None:
+    """Run the bot loop; with paper venues the market moves in real time."""
+
+    def body() -> None:
+        s = _settings(config)
+        asyncio.run(_run(s, db, once, for_seconds))
+
+    _guard(body)
+
+
+async def _run(s: Settings, db: str | None, once: bool, for_seconds: float | None) -> None:
+    from bot.app import build, open_store
+    from bot.engine.clock import WallClock
+
+    store = open_store(s, db)
+    clock = WallClock()
+    wired = build(s, store, clock)
+    last = [clock.now()]
+
+    def before(now: float) -> None:
+        wired.market.advance(now - last[0])
+        last[0] = now
+        wired.exchange.advance()
+
+    wired.bot.before_cycle = before
+    bot = wired.bot
+    await bot.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    deadline = None if for_seconds is None else clock.now() + for_seconds
+    typer.echo(
+        f"marginbot running on {len(s.venues)} venue(s); database {_redact_db(db or s.bot.database_url)}; "
+        f"cycle {s.bot.cycle_seconds:g}s (Ctrl-C to stop)",
+        err=True,
+    )
+    try:
+        while True:
+            started = clock.now()
+            result = await bot.cycle()
+            typer.echo(_status_line(result, bot))
+            if once or stop.is_set() or (deadline is not None and clock.now() >= deadline):
+                break
+            wait = s.bot.cycle_seconds - (clock.now() - started)
+            if deadline is not None:
+                wait = min(wait, deadline - clock.now())
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+            if stop.is_set():
+                break
+    finally:
+        await bot.close()
+
+
+def _status_line(result: Any, bot: Any) -> str:
+    from bot.core.actions import IntentStatus
+
+    parts = []
+    for v, f in result.observed.items():
+        u = None if f is None else f.utilization
+        parts.append(f"{v} u={_pct(u).strip()} {bot.states[v].value}")
+    in_flight = sum(
+        1 for i in bot._intent_tuple if i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
+    )
+    pending = sum(1 for i in bot._intent_tuple if i.status is IntentStatus.PENDING_APPROVAL)
+    stamp = time.strftime("%H:%M:%S", time.gmtime(result.now))
+    moves = "".join(f" | {o.status.value} {o.intent_id[:8]}" for o in result.outcomes if o.status is not None)
+    return f"{stamp} " + " | ".join(parts) + f" | in flight {in_flight} | approvals pending {pending}{moves}"
+
+
+# --- simulate --------------------------------------------------------------------------------------------
+@app.command()
+def simulate(
+    scenario: Annotated[Path, typer.Argument(help="Scenario TOML file.")],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="Write simulate.json and audit.jsonl here.")
+    ] = None,
+) -> None:
+    """Replay a scenario deterministically with a simulated clock, through the same bot."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.sim.runner import Replay
+        from bot.sim.scenario import load_scenario
+        from bot.store import audit as chain
+
+        s = _settings(config)
+        sc = load_scenario(scenario)
+        url = db
+        if url is None:
+            path = Path(tempfile.mkdtemp(prefix="marginbot-sim-")) / "simulate.db"
+            url = f"sqlite:///{path}"
+        store = open_store(s, url)
+        progress = _progress_printer(sc.steps)
+        started = time.perf_counter()
+        out = asyncio.run(Replay(sc, s, store, progress).run())
+        elapsed = time.perf_counter() - started
+        typer.echo(f"simulated {sc.steps:,} steps in {elapsed:.1f}s; store: {_redact_db(url)}", err=True)
+        if report is not None:
+            report.mkdir(parents=True, exist_ok=True)
+            (report / "simulate.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+            with (report / "audit.jsonl").open("w", encoding="utf-8") as fh:
+                fh.writelines(chain.export_lines(store.engine, "jsonl"))
+        if as_json:
+            typer.echo(json.dumps(out, indent=2))
+        else:
+            typer.echo(_sim_summary(out))
+        if not out["audit"]["chain_ok"]:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
+def _progress_printer(total: int) -> Callable[[int, int], None] | None:
+    if total < 5000:
+        return None
+    tty = sys.stderr.isatty()
+    last = [-1]
+
+    def show(done: int, total: int) -> None:
+        pct = done * 100 // total
+        if tty:
+            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+            sys.stderr.write(f"\rsimulate [{bar}] {pct:3d}% {done:,}/{total:,} steps")
+            if done == total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+        elif pct // 10 != last[0] // 10:
+            sys.stderr.write(f"simulate: {pct}% ({done:,}/{total:,} steps)\n")
+            sys.stderr.flush()
+        last[0] = pct
+
+    return show
+
+
+def _sim_summary(out: dict[str, Any]) -> str:
+    lines = [f"scenario {out['scenario']!r}: {out['steps']:,} steps"]
+    for v, st in out["venues"].items():
+        lines.append(
+            f"  {v:<14} max u {_pct(st['max_utilization'])}  min buffer {_pct(st['min_buffer'])}  "
+            f"final u {_pct(st['final_utilization'])}  max m {_pct(st['max_mm_ratio'])}  "
+            f"{st['final_state']}  {st['steps_above_alert']} steps above alert"
+        )
+    by_status: dict[str, int] = {}
+    for t in out["transfers"]:
+        by_status[t["status"]] = by_status.get(t["status"], 0) + 1
+    lines.append(
+        f"  transfers: {len(out['transfers'])} "
+        f"({', '.join(f'{n} {k}' for k, n in sorted(by_status.items())) or 'none'})"
+    )
+    lines.append(
+        f"  approvals: {len(out['approvals'])}; alerts: {len(out['alerts'])}; "
+        f"notifications: {out['notifications']}"
+    )
+    liq = ", ".join(f"{x['venue']} at step {x['step']}" for x in out["liquidations"]) or "none"
+    lines.append(f"  liquidations: {liq}")
+    lines.append(
+        f"  audit: {out['audit']['events']} events, chain {'ok' if out['audit']['chain_ok'] else 'BROKEN'}"
+    )
+    return "\n".join(lines)
+
+
+# --- status ----------------------------------------------------------------------------------------------
+@app.command()
+def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Per venue: utilization, buffer, state, in-flight transfers; pending approvals."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.core.actions import OPEN_STATUSES
+
+        s = _settings(config)
+        store = open_store(s, db)
+        venues = store.status_rows()
+        open_intents = [r for r in store.intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
+        pending = [a for a in store.approval_rows() if a["status"] == "pending"]
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "venues": {
+                            r["venue"]: {
+                                "state": r["state"],
+                                "utilization": r["utilization"],
+                                "buffer": None if r["utilization"] is None else 1 - r["utilization"],
+                                "mm_ratio": r["mm_ratio"],
+                                "equity": r["equity"],
+                                "observed_at": r["observed_at"],
+                                "in_flight": [
+                                    i["id"]
+                                    for i in open_intents
+                                    if i["venue"] == r["venue"] and i["status"] in ("submitted", "unknown")
+                                ],
+                            }
+                            for r in venues
+                        },
+                        "intents": [
+                            {
+                                "id": i["id"],
+                                "kind": i["kind"],
+                                "venue": i["venue"],
+                                "route": i["route"],
+                                "asset": i["asset"],
+                                "amount": str(i["amount"]),
+                                "status": i["status"],
+                            }
+                            for i in open_intents
+                        ],
+                        "pending_approvals": [
+                            {"id": a["id"], "quorum": a["quorum"], "expires_at": a["expires_at"]}
+                            for a in pending
+                        ],
+                        "hedges": {},
+                    },
+                    indent=2,
+                )
+            )
+            return
+        if not venues:
+            typer.echo(
+                f"no status recorded yet in {_redact_db(db or s.bot.database_url)}: "
+                "start the bot with `marginbot run` (or `marginbot run --once`)"
+            )
+            return
+        typer.echo(
+            f"{'venue':<14} {'state':<18} {'util':>6} {'buffer':>6} {'mm':>6} {'equity':>14}  observed"
+        )
+        for r in venues:
+            u = r["utilization"]
+            seen = (
+                "never"
+                if r["observed_at"] is None
+                else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["observed_at"]))
+            )
+            eq = "" if r["equity"] is None else f"{r['equity']:,.0f}"
+            typer.echo(
+                f"{r['venue']:<14} {r['state']:<18} {_pct(u)} {_pct(None if u is None else 1 - u)} "
+                f"{_pct(r['mm_ratio'])} {eq:>14}  {seen}"
+            )
+        typer.echo(f"open transfers: {len(open_intents)}")
+        for i in open_intents:
+            typer.echo(f"  {i['id']} {i['kind']} {i['amount']} {i['asset']} via {i['route']}: {i['status']}")
+        typer.echo(f"pending approvals: {len(pending)}")
+        for a in pending:
+            exp = time.strftime("%H:%M:%S", time.gmtime(a["expires_at"]))
+            typer.echo(f"  {a['id']} needs {a['quorum']}, expires {exp} UTC: {a['reason']}")
+
+    _guard(body)
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Check the hash chain; exit 1 naming the first bad record."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.store import audit as chain
+
+        s = _settings(config)
+        res = chain.verify(open_store(s, db).engine)
+        if res.ok:
+            typer.echo(f"audit chain OK: {res.records} records")
+            return
+        typer.echo(
+            f"audit chain BROKEN at record {res.first_bad_seq}: {res.problem} "
+            f"({res.records} records verified before it)"
+        )
+        raise typer.Exit(1)
+
+    _guard(body)
+
+
+@audit_app.command("export")
+def audit_export(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or csv")] = "jsonl",
+) -> None:
+    """Export the audit trail to stdout."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.store import audit as chain
+
+        if fmt not in ("jsonl", "csv"):
+            raise BadInput(f"--format: expected jsonl or csv, got {fmt!r}")
+        s = _settings(config)
+        for line in chain.export_lines(open_store(s, db).engine, fmt):
+            sys.stdout.write(line)
+
+    _guard(body)
+
+
+# --- bench -----------------------------------------------------------------------------------------------
+@app.command()
+def bench(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    runs: Annotated[int, typer.Option("--runs", min=1, max=50, help="Repetitions per workload.")] = 3,
+    year_steps: Annotated[
+        int, typer.Option("--year-steps", min=1000, help="Steps of the simulation workload.")
+    ] = 525_600,
+) -> None:
+    """Run the standard performance workloads and print their figures (medians over --runs)."""
+
+    def body() -> None:
+        from bot.bench import run_all
+
+        s = _settings(config)
+        out = run_all(
+            s,
+            _config_path(config),
+            runs=runs,
+            year_steps=year_steps,
+            db=db,
+            progress=lambda msg: typer.echo(msg, err=True),
+        )
+        if as_json:
+            typer.echo(json.dumps(out, indent=2))
+        else:
+            for name, w in out["workloads"].items():
+                typer.echo(f"{name}: {w['summary']}")
+
+    _guard(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

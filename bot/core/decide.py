@@ -1,0 +1,347 @@
+"""decide(world, policy) -> Decision: the whole treasury policy as a pure function of data.
+
+Per venue, every cycle:
+  halted                      -> nothing moves
+  no answer / data too old    -> `stale`, alert, no action
+  buffer (counting in-flight top-ups) < band.min -> top-up to band.target along the routes
+  buffer > band.max, nothing in flight            -> sweep the excess above band.target
+  u ≥ alert_utilization or m ≥ alert_mm_ratio     -> warning; m ≥ derisk_mm_ratio -> critical
+Each planned move carries the approval policy's verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.core.actions import OPEN_STATUSES, SPENT_STATUSES, IntentStatus, TransferAction, TransferKind
+from bot.core.approvals import Allowed, NeedsApproval, Verdict, evaluate
+from bot.core.fsm import Trigger, VenueState, transition
+from bot.core.margin import Figures, figures, sweep_usd, topup_usd
+from bot.core.numbers import to_decimal
+from bot.core.policy import Level, level
+from bot.core.routing import Leg, plan_sweep, plan_topup, route_remaining
+from bot.core.world import DAY_SECONDS, IntentView, Policy, RouteSpec, VenueSnapshot, World
+
+ZERO = Decimal(0)
+FAILED_ROUTE_COOLDOWN_SECONDS = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: str  # utilization | mm_ratio | derisk | stale | capacity | approval | denied | unknown_intent
+    severity: str  # info | warning | critical
+    venue: str
+    asset: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    action: TransferAction
+    verdict: Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    venue: str
+    before: VenueState
+    trigger: Trigger
+    after: VenueState
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    actions: tuple[Planned, ...]
+    transitions: tuple[Transition, ...]
+    alerts: tuple[Alert, ...]
+    reasons: tuple[str, ...]
+    observed: Mapping[str, Figures | None]
+
+
+def _pct(x: float) -> str:
+    return "∞" if x == float("inf") else f"{x * 100:.1f}%"
+
+
+def _incoming_usd(
+    intents: list[IntentView], prices: Mapping[str, float], haircuts: Mapping[str, float]
+) -> float:
+    """Equity that top-ups already in flight (or of unknown outcome) will add when they land."""
+    total = 0.0
+    for i in intents:
+        if i.kind is TransferKind.TOPUP and i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN):
+            total += float(i.amount - i.fee) * prices.get(i.asset, 1.0) * (1.0 - haircuts.get(i.asset, 0.0))
+    return total
+
+
+def _automatic_spent(world: World) -> Decimal:
+    start = world.now - DAY_SECONDS
+    return sum(
+        (i.usd for i in world.intents if i.automatic and i.status in SPENT_STATUSES and i.created_at > start),
+        ZERO,
+    )
+
+
+def _usable_routes(routes: list[RouteSpec], world: World) -> list[RouteSpec]:
+    """Routes with no unknown-outcome intent and no failure in the cooldown window."""
+    blocked = {
+        i.route
+        for i in world.intents
+        if i.status is IntentStatus.UNKNOWN
+        or (i.status is IntentStatus.FAILED and world.now - i.created_at < FAILED_ROUTE_COOLDOWN_SECONDS)
+    }
+    return [r for r in routes if r.name not in blocked]
+
+
+def decide(world: World, policy: Policy) -> Decision:
+    """Evaluate every venue against its band and return the moves, state changes and alerts."""
+    actions: list[Planned] = []
+    transitions: list[Transition] = []
+    alerts: list[Alert] = []
+    reasons: list[str] = []
+    observed: dict[str, Figures | None] = {}
+    auto_spent: Decimal | None = None  # computed lazily: most cycles move nothing
+
+    for name, vpol in policy.venues.items():
+        state = world.states.get(name, VenueState.STALE)
+        snap = world.snapshots.get(name)
+
+        def move(trigger: Trigger, venue: str = name, state: VenueState = state) -> None:
+            after = transition(state, trigger)
+            if after is not state:
+                transitions.append(Transition(venue, state, trigger, after))
+
+        if world.halted:
+            observed[name] = None
+            if state is not VenueState.HALTED:
+                move(Trigger.HALT)
+            continue
+        if state is VenueState.HALTED:
+            move(Trigger.RESUME)
+            state = VenueState.STALE
+        if snap is None or world.now - snap.ts > policy.max_data_age_seconds:
+            observed[name] = None
+            age = "no answer" if snap is None else f"data {world.now - snap.ts:.0f}s old"
+            alerts.append(Alert("stale", "warning", name, None, f"{name}: {age}; no decision on stale data"))
+            move(Trigger.DATA_STALE)
+            continue
+
+        f = figures(snap.collateral, snap.positions, snap.prices, snap.haircuts, snap.params)
+        observed[name] = f
+        band = vpol.band(world.regime)
+        lvl = level(f.utilization, f.mm_ratio, vpol)
+        if lvl is Level.CRITICAL:
+            alerts.append(
+                Alert(
+                    "derisk",
+                    "critical",
+                    name,
+                    None,
+                    f"{name}: liquidation ratio {_pct(f.mm_ratio)} ≥ de-risk level {_pct(vpol.derisk_mm_ratio)}",
+                )
+            )
+        elif lvl is Level.ALERT:
+            if f.utilization >= vpol.alert_utilization:
+                alerts.append(
+                    Alert(
+                        "utilization",
+                        "warning",
+                        name,
+                        None,
+                        f"{name}: utilization {_pct(f.utilization)} ≥ alert {_pct(vpol.alert_utilization)}",
+                    )
+                )
+            if f.mm_ratio >= vpol.alert_mm_ratio:
+                alerts.append(
+                    Alert(
+                        "mm_ratio",
+                        "warning",
+                        name,
+                        None,
+                        f"{name}: liquidation ratio {_pct(f.mm_ratio)} ≥ alert {_pct(vpol.alert_mm_ratio)}",
+                    )
+                )
+
+        mine = [i for i in world.intents if i.venue == name and i.status in OPEN_STATUSES]
+        awaiting = any(i.status in (IntentStatus.PENDING_APPROVAL, IntentStatus.PROPOSED) for i in mine)
+        for i in mine:
+            if i.status is IntentStatus.UNKNOWN:
+                alerts.append(
+                    Alert(
+                        "unknown_intent",
+                        "critical",
+                        name,
+                        i.asset,
+                        f"{name}: transfer {i.id} on {i.route} has an unknown outcome; route blocked",
+                    )
+                )
+        incoming = _incoming_usd(mine, snap.prices, snap.haircuts)
+        equity_eff = f.equity + incoming
+        buffer_eff = 1.0 - f.im / equity_eff if equity_eff > 0 else float("-inf")
+        planned_here: list[Planned] = []
+
+        if buffer_eff < band.min and not awaiting:
+            need = topup_usd(f, band.target, incoming)
+            routes = _usable_routes(
+                [r for r in policy.routes if r.venue == name and r.kind is TransferKind.TOPUP], world
+            )
+            remaining = {r.name: route_remaining(r, world.intents, world.now) for r in routes}
+            available = {a: s.balances for a, s in world.accounts.items() if s is not None}
+            legs, short = plan_topup(
+                need,
+                routes,
+                prices=snap.prices,
+                haircuts=snap.haircuts,
+                remaining=remaining,
+                available=available,
+                rank=policy.bucket_rank,
+            )
+            why = (
+                f"{name} buffer {_pct(buffer_eff)} < min {_pct(band.min)} ({world.regime.value}): "
+                f"top up {need:,.0f} USD to reach {_pct(band.target)}"
+            )
+            reasons.append(why)
+            if short > 0:
+                alerts.append(
+                    Alert(
+                        "capacity",
+                        "critical",
+                        name,
+                        None,
+                        f"{name}: routes can deliver only {need - short:,.0f} of {need:,.0f} USD needed",
+                    )
+                )
+            if auto_spent is None:
+                auto_spent = _automatic_spent(world)
+            auto_spent = _plan_legs(
+                TransferKind.TOPUP,
+                legs,
+                f=f,
+                incoming=incoming,
+                snap=snap,
+                why=why,
+                remaining=remaining,
+                auto_spent=auto_spent,
+                policy=policy,
+                out=planned_here,
+            )
+        elif f.buffer > band.max and not mine:
+            excess = sweep_usd(f, band.target)
+            routes = _usable_routes(
+                [r for r in policy.routes if r.venue == name and r.kind is TransferKind.SWEEP], world
+            )
+            remaining = {r.name: route_remaining(r, world.intents, world.now) for r in routes}
+            legs = plan_sweep(
+                excess,
+                routes,
+                prices=snap.prices,
+                haircuts=snap.haircuts,
+                remaining=remaining,
+                collateral=snap.collateral,
+                rank=policy.bucket_rank,
+            )
+            why = (
+                f"{name} buffer {_pct(f.buffer)} > max {_pct(band.max)} ({world.regime.value}): "
+                f"sweep {excess:,.0f} USD back to treasury, down to {_pct(band.target)}"
+            )
+            if legs:
+                reasons.append(why)
+            if auto_spent is None:
+                auto_spent = _automatic_spent(world)
+            auto_spent = _plan_legs(
+                TransferKind.SWEEP,
+                legs,
+                f=f,
+                incoming=0.0,
+                snap=snap,
+                why=why,
+                remaining=remaining,
+                auto_spent=auto_spent,
+                policy=policy,
+                out=planned_here,
+            )
+        actions.extend(planned_here)
+        for p in planned_here:
+            if not isinstance(p.verdict, Allowed):
+                waits = isinstance(p.verdict, NeedsApproval)
+                alerts.append(
+                    Alert(
+                        "approval" if waits else "denied",
+                        "warning" if waits else "critical",
+                        name,
+                        p.action.asset,
+                        f"{p.action.kind.value} {p.action.amount} {p.action.asset} via "
+                        f"{p.action.route}: {p.verdict.reason}",
+                    )
+                )
+
+        if lvl is Level.CRITICAL:
+            move(Trigger.OBSERVED_CRITICAL)
+        elif awaiting or any(
+            isinstance(p.verdict, NeedsApproval) and p.action.kind is TransferKind.TOPUP for p in planned_here
+        ):
+            move(Trigger.APPROVAL_PENDING)
+        elif incoming > 0 or any(
+            p.action.kind is TransferKind.TOPUP and isinstance(p.verdict, Allowed) for p in planned_here
+        ):
+            move(Trigger.TRANSFER_IN_FLIGHT)
+        elif lvl is Level.ALERT:
+            move(Trigger.OBSERVED_ALERT)
+        else:
+            move(Trigger.OBSERVED_OK)
+
+    return Decision(tuple(actions), tuple(transitions), tuple(alerts), tuple(reasons), observed)
+
+
+def _plan_legs(
+    kind: TransferKind,
+    legs: list[Leg],
+    *,
+    f: Figures,
+    incoming: float,
+    snap: VenueSnapshot,
+    why: str,
+    remaining: Mapping[str, Decimal],
+    auto_spent: Decimal,
+    policy: Policy,
+    out: list[Planned],
+) -> Decimal:
+    """Turn route legs into actions with their approval verdicts; return the updated automatic spend."""
+    venue, observed_at, prices = snap.venue, snap.ts, snap.prices
+    equity_after = f.equity + incoming
+    for n, leg in enumerate(legs):
+        r = leg.route
+        equity_after += leg.delivered_usd if kind is TransferKind.TOPUP else -leg.delivered_usd
+        u_after = f.im / equity_after if equity_after > 0 else float("inf")
+        usd = (leg.amount * to_decimal(prices.get(r.asset, 1.0))).quantize(Decimal("0.01"))
+        action = TransferAction(
+            kind=kind,
+            venue=venue,
+            route=r.name,
+            source=r.source,
+            destination=r.destination,
+            asset=r.asset,
+            amount=leg.amount,
+            usd=usd,
+            address=r.address,
+            trigger=f"{venue}@{observed_at!r}",
+            leg=n,
+            reason=why,
+            utilization_before=f.utilization,
+            utilization_after=u_after,
+        )
+        verdict = evaluate(
+            policy.approvals,
+            route=r.name,
+            bucket=r.bucket if kind is TransferKind.TOPUP else "venue",
+            usd=usd,
+            amount=leg.amount,
+            max_amount=r.max_amount,
+            route_remaining=remaining.get(r.name, ZERO),
+            auto_spent_24h=auto_spent,
+        )
+        if isinstance(verdict, Allowed):
+            auto_spent += usd
+        out.append(Planned(action, verdict))
+    return auto_spent

@@ -1,0 +1,163 @@
+"""Margin mathematics: equity, maintenance and initial margin, utilization, top-up and sweep sizing.
+
+Valuation runs on floats (a hot numeric path, evaluated every cycle for every venue); the amounts that
+move money are converted to `Decimal` once, when a transfer is sized (see `bot.core.numbers`).
+
+Definitions (SPEC.md "Words"):
+    equity  = Σ collateral × price × (1 − haircut) + Σ unrealized PnL
+    cross MM     = Σ per position, tiered: MM(N) = N·rate_k − cum_k, continuous across tiers
+    portfolio MM = worst loss over a grid of price shocks per underlying (positions netted) + pm_min_rate × Σ|N|
+    cross IM     = Σ N × im_rate;  portfolio IM = MM × im_multiplier
+    utilization u = IM / equity (∞ when equity ≤ 0);  buffer = 1 − u;  liquidation ratio m = MM / equity
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+INF = math.inf
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A linear perpetual position: qty in base-asset units, signed (negative = short)."""
+
+    symbol: str
+    base: str
+    qty: float
+    entry: float
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """One maintenance-margin tier: notional up to `up_to` at `rate`, `cum` keeping MM continuous."""
+
+    up_to: float
+    rate: float
+    cum: float
+
+
+def build_tiers(tiers: list[tuple[float | None, float]]) -> tuple[Tier, ...]:
+    """Compute each tier's `cum` so that MM(N) = N·rate − cum is continuous at every boundary."""
+    out: list[Tier] = []
+    cum = 0.0
+    prev_rate = 0.0
+    prev_up = 0.0
+    for i, (up_to, rate) in enumerate(tiers):
+        if i > 0:
+            cum += prev_up * (rate - prev_rate)
+        bound = INF if up_to is None else float(up_to)
+        out.append(Tier(bound, rate, cum))
+        prev_rate, prev_up = rate, bound
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class MarginParams:
+    """How a venue margins its positions."""
+
+    model: str  # "cross" | "portfolio"
+    tiers: tuple[Tier, ...]
+    im_rate: float
+    im_multiplier: float = 1.3
+    pm_min_rate: float = 0.01
+    pm_shocks: tuple[float, ...] = (0.05, 0.10, 0.15)
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """A venue's margin state in USD and as ratios."""
+
+    equity: float
+    im: float
+    mm: float
+    utilization: float
+    mm_ratio: float
+
+    @property
+    def buffer(self) -> float:
+        return 1.0 - self.utilization
+
+
+def tiered_mm(notional: float, tiers: tuple[Tier, ...]) -> float:
+    """Maintenance margin for one position's absolute notional."""
+    for t in tiers:
+        if notional <= t.up_to:
+            return notional * t.rate - t.cum
+    last = tiers[-1]
+    return notional * last.rate - last.cum
+
+
+def collateral_value(
+    collateral: Mapping[str, float], prices: Mapping[str, float], haircuts: Mapping[str, float]
+) -> float:
+    """Σ collateral × price × (1 − haircut); an asset with no price is a stablecoin at 1."""
+    total = 0.0
+    for asset, qty in collateral.items():
+        total += qty * prices.get(asset, 1.0) * (1.0 - haircuts.get(asset, 0.0))
+    return total
+
+
+def portfolio_mm(positions: tuple[Position, ...], prices: Mapping[str, float], p: MarginParams) -> float:
+    """Worst loss over the shock grid (0, ±s for s in pm_shocks), netted per underlying, plus the minimum charge."""
+    net: dict[str, float] = {}
+    gross = 0.0
+    for pos in positions:
+        mark = prices[pos.base]
+        net[pos.base] = net.get(pos.base, 0.0) + pos.qty * mark
+        gross += abs(pos.qty * mark)
+    worst = 0.0
+    for delta_usd in net.values():
+        loss = 0.0
+        for s in p.pm_shocks:
+            # a linear book loses delta × s on a move of s; the worst of +s and −s is |delta| × s
+            loss = max(loss, -delta_usd * s, delta_usd * s)
+        worst += loss
+    return worst + p.pm_min_rate * gross
+
+
+def figures(
+    collateral: Mapping[str, float],
+    positions: tuple[Position, ...],
+    prices: Mapping[str, float],
+    haircuts: Mapping[str, float],
+    p: MarginParams,
+) -> Figures:
+    """Equity, IM, MM, utilization and liquidation ratio of one venue."""
+    equity = collateral_value(collateral, prices, haircuts)
+    if p.model == "portfolio":
+        for pos in positions:
+            equity += pos.qty * (prices[pos.base] - pos.entry)
+        mm = portfolio_mm(positions, prices, p)
+        im = mm * p.im_multiplier
+    else:
+        mm = 0.0
+        gross = 0.0
+        tiers = p.tiers
+        for pos in positions:
+            mark = prices[pos.base]
+            equity += pos.qty * (mark - pos.entry)
+            n = abs(pos.qty * mark)
+            gross += n
+            mm += tiered_mm(n, tiers)
+        im = gross * p.im_rate
+    if equity <= 0.0:
+        return Figures(equity, im, mm, INF, INF)
+    return Figures(equity, im, mm, im / equity, mm / equity)
+
+
+def equity_for_buffer(im: float, buffer: float) -> float:
+    """The equity at which the buffer (1 − IM/equity) equals `buffer`."""
+    return im / (1.0 - buffer)
+
+
+def topup_usd(f: Figures, target: float, incoming_usd: float) -> float:
+    """USD of equity to add so the buffer reaches `target`, counting value already in flight."""
+    return max(0.0, equity_for_buffer(f.im, target) - (f.equity + incoming_usd))
+
+
+def sweep_usd(f: Figures, target: float) -> float:
+    """USD of equity that can leave so the buffer falls back to `target` (never below what IM needs)."""
+    return max(0.0, f.equity - equity_for_buffer(f.im, target))

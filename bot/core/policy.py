@@ -1,0 +1,51 @@
+"""Buffer policy: a band per regime, and the alert and de-risk levels, resolved per venue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Regime(StrEnum):
+    NORMAL = "normal"
+    HIGH_VOL = "high_vol"
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """Buffer band: below `min` top up to `target`; above `max` sweep down to `target`."""
+
+    min: float
+    target: float
+    max: float
+
+
+@dataclass(frozen=True, slots=True)
+class VenuePolicy:
+    """The buffer policy that applies to one venue (global defaults with the venue's overrides)."""
+
+    alert_utilization: float
+    alert_mm_ratio: float
+    derisk_mm_ratio: float
+    normal: Band
+    high_vol: Band
+
+    def band(self, regime: Regime) -> Band:
+        return self.high_vol if regime is Regime.HIGH_VOL else self.normal
+
+
+class Level(StrEnum):
+    """How worrying a venue's figures are, before transfers and approvals are considered."""
+
+    OK = "ok"
+    ALERT = "alert"
+    CRITICAL = "critical"
+
+
+def level(utilization: float, mm_ratio: float, p: VenuePolicy) -> Level:
+    """Classify a venue: critical at the de-risk level, alert at either alert level, else ok."""
+    if mm_ratio >= p.derisk_mm_ratio:
+        return Level.CRITICAL
+    if utilization >= p.alert_utilization or mm_ratio >= p.alert_mm_ratio:
+        return Level.ALERT
+    return Level.OK

@@ -1,0 +1,122 @@
+"""Route choice: which configured routes carry a top-up or a sweep, and how much on each.
+
+Top-ups draw from the buffer bucket before the trading bucket before the emergency bucket, cheapest route
+first within a bucket, and split over several routes when one route's per-transfer or rolling 24 h
+limit, or its source balance, is too small. Sweeps return collateral to the buffer bucket first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from bot.core.actions import SPENT_STATUSES
+from bot.core.numbers import round_down, round_up, to_decimal
+from bot.core.world import DAY_SECONDS, IntentView, RouteSpec
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    route: RouteSpec
+    amount: Decimal  # sent from the source, fee included
+    delivered_usd: float  # equity it adds to (top-up) or removes from (sweep) the venue
+
+
+def route_spent_24h(route: str, intents: Iterable[IntentView], now: float) -> Decimal:
+    """Amount moved or committed on a route in the rolling 24 h before `now`.
+
+    In-flight and unknown intents count as spent. An intent stamped later than `now` (the clock stepped
+    backwards) still counts: a backwards step never frees budget.
+    """
+    start = now - DAY_SECONDS
+    return sum(
+        (
+            i.amount
+            for i in intents
+            if i.route == route and i.status in SPENT_STATUSES and i.created_at > start
+        ),
+        ZERO,
+    )
+
+
+def route_remaining(route: RouteSpec, intents: Iterable[IntentView], now: float) -> Decimal:
+    return max(ZERO, route.daily_limit - route_spent_24h(route.name, intents, now))
+
+
+def _order(
+    routes: Iterable[RouteSpec], prices: Mapping[str, float], rank: Mapping[str, int]
+) -> list[RouteSpec]:
+    return sorted(
+        routes, key=lambda r: (rank.get(r.bucket, 9), float(r.fee) * prices.get(r.asset, 1.0), r.name)
+    )
+
+
+def plan_topup(
+    need_usd: float,
+    routes: Iterable[RouteSpec],
+    *,
+    prices: Mapping[str, float],
+    haircuts: Mapping[str, float],
+    remaining: Mapping[str, Decimal],
+    available: Mapping[str, Mapping[str, Decimal]],
+    rank: Mapping[str, int],
+) -> tuple[list[Leg], float]:
+    """Legs that together add at least `need_usd` of equity, and the USD shortfall if capacity ran out.
+
+    Each leg is grossed up for the destination haircut and the route fee and rounded up to the route step.
+    """
+    legs: list[Leg] = []
+    left = need_usd
+    spent_from: dict[tuple[str, str], Decimal] = {}
+    for r in _order(routes, prices, rank):
+        if left <= 0:
+            break
+        unit_value = prices.get(r.asset, 1.0) * (1.0 - haircuts.get(r.asset, 0.0))
+        if unit_value <= 0:
+            continue
+        want = max(round_up(to_decimal(left / unit_value) + r.fee, r.step), r.min_amount)
+        balance = available.get(r.source, {}).get(r.asset, ZERO) - spent_from.get((r.source, r.asset), ZERO)
+        cap = round_down(min(r.max_amount, remaining.get(r.name, ZERO), balance), r.step)
+        if cap < r.min_amount or cap <= r.fee:
+            continue
+        amount = min(want, cap)
+        delivered = float(amount - r.fee) * unit_value
+        legs.append(Leg(r, amount, delivered))
+        spent_from[(r.source, r.asset)] = spent_from.get((r.source, r.asset), ZERO) + amount
+        left -= delivered
+    return legs, max(0.0, left)
+
+
+def plan_sweep(
+    excess_usd: float,
+    routes: Iterable[RouteSpec],
+    *,
+    prices: Mapping[str, float],
+    haircuts: Mapping[str, float],
+    remaining: Mapping[str, Decimal],
+    collateral: Mapping[str, float],
+    rank: Mapping[str, int],
+) -> list[Leg]:
+    """Legs that return at most `excess_usd` of equity to treasury, rounded down to each route's step."""
+    legs: list[Leg] = []
+    left = excess_usd
+    taken: dict[str, float] = {}
+    for r in _order(routes, prices, rank):
+        unit_value = prices.get(r.asset, 1.0) * (1.0 - haircuts.get(r.asset, 0.0))
+        if left <= 0 or unit_value <= 0:
+            continue
+        held = collateral.get(r.asset, 0.0) - taken.get(r.asset, 0.0)
+        units = min(left / unit_value, held)
+        if units <= 0:
+            continue
+        amount = round_down(min(to_decimal(units), r.max_amount, remaining.get(r.name, ZERO)), r.step)
+        if amount < r.min_amount or amount <= r.fee:
+            continue
+        delivered = float(amount) * unit_value
+        legs.append(Leg(r, amount, delivered))
+        taken[r.asset] = taken.get(r.asset, 0.0) + float(amount)
+        left -= delivered
+    return legs

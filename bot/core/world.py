@@ -1,0 +1,104 @@
+"""The frozen inputs of `decide`: what was observed, what is in flight, and the compiled policy."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from bot.core.actions import IntentStatus, TransferKind
+from bot.core.approvals import ApprovalPolicy
+from bot.core.fsm import VenueState
+from bot.core.margin import MarginParams, Position
+from bot.core.policy import Regime, VenuePolicy
+
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class VenueSnapshot:
+    """One venue account as read at `ts` (epoch seconds): collateral, positions, marks, margin rules."""
+
+    venue: str
+    ts: float
+    collateral: Mapping[str, float]
+    positions: tuple[Position, ...]
+    prices: Mapping[str, float]
+    haircuts: Mapping[str, float]
+    params: MarginParams
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSnapshot:
+    """A treasury account's balances as read at `ts`."""
+
+    account: str
+    bucket: str
+    ts: float
+    balances: Mapping[str, Decimal]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    """A configured transfer route, with the ends resolved: `venue` is the venue end, `bucket` the account's."""
+
+    name: str
+    kind: TransferKind
+    source: str
+    destination: str
+    venue: str
+    account: str
+    bucket: str
+    asset: str
+    method: str
+    address: str | None
+    network: str | None
+    min_amount: Decimal
+    max_amount: Decimal
+    daily_limit: Decimal
+    fee: Decimal
+    step: Decimal
+    settle_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class IntentView:
+    """A transfer intent as `decide` needs to see it (open, or recent enough to count against budgets)."""
+
+    id: str
+    kind: TransferKind
+    venue: str
+    route: str
+    asset: str
+    amount: Decimal
+    fee: Decimal
+    usd: Decimal
+    status: IntentStatus
+    created_at: float
+    automatic: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The config compiled for the core: everything `decide` needs besides the observations."""
+
+    venues: Mapping[str, VenuePolicy]
+    routes: tuple[RouteSpec, ...]
+    approvals: ApprovalPolicy
+    max_data_age_seconds: float
+    bucket_rank: Mapping[str, int] = field(
+        default_factory=lambda: {"buffer": 0, "trading": 1, "emergency": 2}
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """Everything observed this cycle. `snapshots[v]` is None when venue v did not answer."""
+
+    now: float
+    regime: Regime
+    snapshots: Mapping[str, VenueSnapshot | None]
+    states: Mapping[str, VenueState]
+    accounts: Mapping[str, AccountSnapshot | None]
+    intents: tuple[IntentView, ...]
+    halted: bool = False

@@ -1,0 +1,1 @@
+"""The imperative shell: the cycle loop, the executor (intents -> venue calls), reconciliation, clocks."""

@@ -1,0 +1,222 @@
+"""The executor: a planned move becomes a durable intent, then a venue call, then a recorded result.
+
+    Allowed        -> intent `approved` (automatic) + audit, committed  -> submit -> `submitted` | `failed` | `unknown`
+    NeedsApproval  -> intent `pending_approval` + approval request + audit, committed; nothing is sent
+    Denied         -> an audit record and a critical notification; nothing is sent
+
+The client id sent to the venue is the intent id, stable across retries and restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import structlog
+
+from bot.core.actions import IntentStatus
+from bot.core.approvals import Allowed, Denied, NeedsApproval
+from bot.core.decide import Planned
+from bot.core.world import RouteSpec
+from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
+from bot.notify import note
+from bot.store.repo import ApprovalSpec, Store
+from bot.venues.base import TransferPort, TransferReceipt, TransferRequest
+
+log = structlog.get_logger("marginbot.executor")
+
+
+def request_for(route: RouteSpec, *, intent_id: str, amount: Decimal) -> TransferRequest:
+    return TransferRequest(
+        client_id=intent_id,
+        route=route.name,
+        source=route.source,
+        destination=route.destination,
+        asset=route.asset,
+        amount=amount,
+        method=route.method,
+        network=route.network,
+        address=route.address,
+        fee=route.fee,
+        settle_seconds=route.settle_seconds,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    intent_id: str
+    status: IntentStatus | None  # None: nothing recorded (denied, or a duplicate of an existing intent)
+    receipt: TransferReceipt | None = None
+
+
+def _pct(x: float) -> str:
+    return "∞" if x == float("inf") else f"{x * 100:.1f}%"
+
+
+class Executor:
+    def __init__(
+        self,
+        store: Store,
+        transfers: TransferPort,
+        routes: dict[str, RouteSpec],
+        *,
+        desk: str,
+        expires_minutes: float,
+    ) -> None:
+        self.store = store
+        self.transfers = transfers
+        self.routes = routes
+        self.desk = desk
+        self.expires_seconds = expires_minutes * 60.0
+
+    async def execute(self, planned: Planned, now: float) -> Outcome:
+        a = planned.action
+        route = self.routes[a.route]
+        what = (
+            f"{a.kind.value} {a.amount} {a.asset} {a.source} → {a.destination} via {a.route} "
+            f"({a.venue} {_pct(a.utilization_before)} → {_pct(a.utilization_after)})"
+        )
+        v = planned.verdict
+        if isinstance(v, Denied):
+            # the alert for it is raised (and deduplicated) with the cycle's other alerts
+            self.store.record(
+                now,
+                [
+                    (
+                        "intent.denied",
+                        a.venue,
+                        {
+                            "intent": a.intent_id,
+                            "route": a.route,
+                            "asset": a.asset,
+                            "amount": str(a.amount),
+                            "reason": v.reason,
+                        },
+                    )
+                ],
+            )
+            return Outcome(a.intent_id, None)
+        if isinstance(v, NeedsApproval):
+            expires = now + self.expires_seconds
+            created = self.store.create_intent(
+                a,
+                fee=route.fee,
+                status=IntentStatus.PENDING_APPROVAL,
+                automatic=False,
+                verdict=v.reason,
+                ts=now,
+                approval=ApprovalSpec(v.quorum, v.approvers, v.reason, expires),
+                notes=[
+                    note(
+                        "warning",
+                        "approval",
+                        f"{a.venue}: approval needed for {what}",
+                        desk=self.desk,
+                        venue=a.venue,
+                        asset=a.asset,
+                        detail=f"request {a.intent_id}; why: {v.reason}; needs {v.quorum} of "
+                        f"{', '.join(v.approvers) or '(no approvers configured)'}; "
+                        f"expires in {self.expires_seconds / 60:.0f} min; reason: {a.reason}",
+                    )
+                ],
+            )
+            return Outcome(a.intent_id, IntentStatus.PENDING_APPROVAL if created else None)
+        assert isinstance(v, Allowed)
+        created = self.store.create_intent(
+            a, fee=route.fee, status=IntentStatus.APPROVED, automatic=True, verdict=v.reason, ts=now
+        )
+        if not created:
+            return Outcome(a.intent_id, None)  # the same trigger was already handled: one intent, one effect
+        return await self.submit(
+            a.intent_id, a.venue, request_for(route, intent_id=a.intent_id, amount=a.amount), now, what
+        )
+
+    async def submit(
+        self, intent_id: str, venue: str, req: TransferRequest, now: float, what: str
+    ) -> Outcome:
+        """Call the venue for a committed intent and record what came back."""
+        try:
+            receipt = await self.transfers.submit(req)
+        except TransferRefused as e:
+            self.store.set_intent_status(
+                intent_id,
+                IntentStatus.FAILED,
+                now,
+                venue=venue,
+                error=str(e),
+                notes=[
+                    note(
+                        "critical",
+                        "transfer_failed",
+                        f"{venue}: {what} refused",
+                        desk=self.desk,
+                        venue=venue,
+                        asset=req.asset,
+                        detail=f"intent {intent_id}: {e}",
+                    )
+                ],
+            )
+            return Outcome(intent_id, IntentStatus.FAILED)
+        except VenueUnavailable as e:
+            self.store.set_intent_status(
+                intent_id,
+                IntentStatus.FAILED,
+                now,
+                venue=venue,
+                error=str(e),
+                notes=[
+                    note(
+                        "critical",
+                        "transfer_failed",
+                        f"{venue}: {what} not sent, venue unreachable",
+                        desk=self.desk,
+                        venue=venue,
+                        asset=req.asset,
+                        detail=f"intent {intent_id}: {e}",
+                    )
+                ],
+            )
+            return Outcome(intent_id, IntentStatus.FAILED)
+        except (
+            Exception
+        ) as e:  # UnknownOutcome, or anything unexpected: it may have happened, so never re-send
+            if not isinstance(e, UnknownOutcome):
+                log.error("unexpected error from transfer submit", intent=intent_id, error=type(e).__name__)
+            self.store.set_intent_status(
+                intent_id,
+                IntentStatus.UNKNOWN,
+                now,
+                venue=venue,
+                error=f"{type(e).__name__}: {e}",
+                notes=[
+                    note(
+                        "critical",
+                        "unknown_intent",
+                        f"{venue}: {what} outcome unknown; route blocked",
+                        desk=self.desk,
+                        venue=venue,
+                        asset=req.asset,
+                        detail=f"intent {intent_id} will be looked up at the venue before anything else moves",
+                    )
+                ],
+            )
+            return Outcome(intent_id, IntentStatus.UNKNOWN)
+        self.store.set_intent_status(
+            intent_id,
+            IntentStatus.SUBMITTED,
+            now,
+            venue=venue,
+            venue_ref=receipt.venue_ref,
+            notes=[
+                note(
+                    "info",
+                    "transfer",
+                    f"{venue}: {what} submitted",
+                    desk=self.desk,
+                    venue=venue,
+                    asset=req.asset,
+                    detail=f"intent {intent_id}, venue ref {receipt.venue_ref}",
+                )
+            ],
+        )
+        return Outcome(intent_id, IntentStatus.SUBMITTED, receipt)

@@ -1,0 +1,77 @@
+"""The error tree, grouped by what the operator (or the engine) must do.
+
+MarginbotError
+├── BadInput                 exit 2: fix the config, scenario or arguments
+│   ├── ConfigError          one line per problem, naming the key
+│   └── ScenarioError
+├── TemporaryError           retry reads later (network blip, outage)
+│   ├── VenueUnavailable     venue unreachable this cycle -> venue goes `stale`
+│   └── RateLimited          back off (carries retry_after seconds)
+├── UnknownOutcome           money-moving call may or may not have happened: reconcile, never re-send
+├── PermanentError           stop and page a human
+│   ├── TransferRefused      the venue refused the transfer (frozen, insufficient funds, not whitelisted)
+│   └── IntegrityError       the store or the audit chain is inconsistent
+└── InvalidTransition        a programming error: a (state, trigger) pair the venue state table lacks
+"""
+
+from __future__ import annotations
+
+
+class MarginbotError(Exception):
+    """Base of every error marginbot raises on purpose."""
+
+
+class BadInput(MarginbotError):
+    """Invalid user input: the CLI prints one line per problem and exits 2."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class ConfigError(BadInput):
+    """The config file or its environment overrides are invalid."""
+
+
+class ScenarioError(BadInput):
+    """A scenario file is invalid."""
+
+
+class TemporaryError(MarginbotError):
+    """A failure that may go away by itself; safe to retry reads."""
+
+
+class VenueUnavailable(TemporaryError):
+    """The venue did not answer (network error, outage, maintenance)."""
+
+
+class RateLimited(TemporaryError):
+    """The venue asked us to slow down."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UnknownOutcome(MarginbotError):
+    """A money-moving call may have taken effect; only a lookup at the venue can tell."""
+
+
+class PermanentError(MarginbotError):
+    """A failure that will not go away by retrying: a human must look."""
+
+
+class TransferRefused(PermanentError):
+    """The venue refused a transfer outright; nothing moved."""
+
+
+class IntegrityError(PermanentError):
+    """Stored state contradicts itself (duplicate key with other parameters, broken chain)."""
+
+
+class InvalidTransition(MarginbotError):
+    """A venue state change that the transition table does not allow."""
+
+
+class NotBuilt(MarginbotError):
+    """A feature the config or scenario asks for that this release does not provide yet."""

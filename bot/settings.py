@@ -1,0 +1,446 @@
+"""The config schema: frozen pydantic-settings models, unknown keys rejected, cross-checked at load.
+
+Loaded from TOML; every key may be overridden by an environment variable `MARGINBOT_<SECTION>__<KEY>`
+(for example `MARGINBOT_BOT__CYCLE_SECONDS=2`); secrets come only from the environment or a secrets
+directory (`MARGINBOT_SECRETS_DIR`), never from the TOML file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from bot.core.actions import canonical_json
+from bot.errors import ConfigError
+
+_STRICT = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
+
+Ratio = Annotated[float, Field(ge=0.0, lt=1.0)]
+PositiveRatio = Annotated[float, Field(gt=0.0, le=1.0)]
+Amount = Annotated[Decimal, Field(ge=0, le=Decimal("1e15"))]
+PositiveAmount = Annotated[Decimal, Field(gt=0, le=Decimal("1e15"))]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Asset = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$")]
+SYMBOL_RE = re.compile(r"^([A-Z0-9]+)/([A-Z0-9]+):([A-Z0-9]+)$")
+
+
+class Model(BaseModel):
+    model_config = _STRICT
+
+
+class BotSection(Model):
+    database_url: str = "sqlite:///marginbot.db"
+    cycle_seconds: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    max_data_age_seconds: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    regime: Literal["normal", "high_vol"] = "normal"
+    desk: Name = "treasury"
+
+
+class BandModel(Model):
+    min: Ratio
+    target: Ratio
+    max: Ratio
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BandModel:
+        if not self.min < self.target < self.max < 1:
+            raise ValueError(
+                f"band must satisfy min < target < max < 1, got {self.min} / {self.target} / {self.max}"
+            )
+        return self
+
+
+class BuffersSection(Model):
+    alert_utilization: PositiveRatio = 0.80
+    alert_mm_ratio: PositiveRatio = 0.50
+    derisk_mm_ratio: PositiveRatio = 0.75
+    normal: BandModel = BandModel(min=0.20, target=0.30, max=0.60)
+    high_vol: BandModel = BandModel(min=0.40, target=0.50, max=0.80)
+
+    @model_validator(mode="after")
+    def _levels(self) -> BuffersSection:
+        if not self.alert_mm_ratio < self.derisk_mm_ratio < 1:
+            raise ValueError("alert_mm_ratio < derisk_mm_ratio < 1 must hold")
+        return self
+
+
+class NotifySection(Model):
+    urls: list[str] = Field(default_factory=list)
+    min_severity: Literal["info", "warning", "critical"] = "info"
+    repeat_minutes: Annotated[float, Field(gt=0)] = 30.0
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
+class ApprovalRuleModel(Model):
+    bucket: Literal["trading", "buffer", "emergency"] | None = None
+    route: Name | None = None
+    quorum: Annotated[int, Field(ge=1)]
+    approvers: list[Name]
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ApprovalRuleModel:
+        if (self.bucket is None) == (self.route is None):
+            raise ValueError("a rule names exactly one of bucket or route")
+        if self.quorum > len(set(self.approvers)):
+            raise ValueError(
+                f"quorum {self.quorum} exceeds the {len(set(self.approvers))} distinct approvers"
+            )
+        return self
+
+
+class ApprovalsSection(Model):
+    auto_limit_usd: Amount = Decimal(250_000)
+    daily_auto_limit_usd: Amount = Decimal(1_000_000)
+    approvers: list[Name] = Field(default_factory=list)
+    quorum: Annotated[int, Field(ge=1)] = 2
+    expires_minutes: Annotated[float, Field(gt=0)] = 30.0
+    break_glass_usd: Amount | None = None
+    approver_secrets: dict[str, Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=dict
+    )
+    rules: list[ApprovalRuleModel] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _quorum(self) -> ApprovalsSection:
+        if self.approvers and self.quorum > len(set(self.approvers)):
+            raise ValueError(
+                f"quorum {self.quorum} exceeds the {len(set(self.approvers))} distinct approvers"
+            )
+        if len(set(self.approvers)) != len(self.approvers):
+            raise ValueError("approvers are listed more than once")
+        unknown = sorted(set(self.approver_secrets) - set(self.approvers))
+        if unknown:
+            raise ValueError(f"approver_secrets names unknown approvers: {', '.join(unknown)}")
+        for rule in self.rules:
+            stray = sorted(set(rule.approvers) - set(self.approvers))
+            if stray:
+                raise ValueError(f"a rule names approvers not in approvals.approvers: {', '.join(stray)}")
+        return self
+
+
+class TierModel(Model):
+    up_to: PositiveAmount | None = None
+    rate: PositiveRatio
+
+
+class PositionModel(Model):
+    symbol: Annotated[str, Field(pattern=SYMBOL_RE.pattern)]
+    qty: Annotated[float, Field(ge=-1e9, le=1e9)]
+    entry: Annotated[float, Field(gt=0, le=1e12)]
+
+    @property
+    def base(self) -> str:
+        m = SYMBOL_RE.match(self.symbol)
+        assert m is not None
+        return m.group(1)
+
+    @property
+    def settle(self) -> str:
+        m = SYMBOL_RE.match(self.symbol)
+        assert m is not None
+        return m.group(3)
+
+
+class PaperVenueModel(Model):
+    collateral: dict[Asset, Amount] = Field(default_factory=dict)
+    haircuts: dict[Asset, Ratio] = Field(default_factory=dict)
+    mm_tiers: list[TierModel] = Field(default_factory=lambda: [TierModel(rate=0.005)], min_length=1)
+    im_rate: PositiveRatio = 0.10
+    im_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 1.3
+    pm_min_rate: Ratio = 0.01
+    pm_shocks: list[PositiveRatio] = Field(default_factory=lambda: [0.05, 0.10, 0.15], min_length=1)
+    positions: list[PositionModel] = Field(default_factory=list)
+    funding_rate_8h: Annotated[float, Field(ge=-0.05, le=0.05)] = 0.0001
+
+    @model_validator(mode="after")
+    def _tiers(self) -> PaperVenueModel:
+        bounds = [t.up_to for t in self.mm_tiers]
+        if any(b is None for b in bounds[:-1]):
+            raise ValueError("mm_tiers: only the last tier may omit up_to")
+        finite = [b for b in bounds if b is not None]
+        if finite != sorted(finite) or len(set(finite)) != len(finite):
+            raise ValueError("mm_tiers: up_to must ascend strictly")
+        rates = [t.rate for t in self.mm_tiers]
+        if rates != sorted(rates):
+            raise ValueError("mm_tiers: rates must not decrease from tier to tier")
+        return self
+
+
+class VenueModel(Model):
+    name: Name
+    kind: Literal["paper", "ccxt"] = "paper"
+    exchange: str | None = None
+    margin_model: Literal["cross", "portfolio"] = "cross"
+    sandbox: bool = False
+    api_url: str | None = None
+    alert_utilization: PositiveRatio | None = None
+    alert_mm_ratio: PositiveRatio | None = None
+    derisk_mm_ratio: PositiveRatio | None = None
+    normal: BandModel | None = None
+    high_vol: BandModel | None = None
+    paper: PaperVenueModel | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> VenueModel:
+        if self.kind == "paper" and self.paper is None:
+            raise ValueError("a paper venue needs a [venues.paper] table")
+        if self.kind == "ccxt" and not self.exchange:
+            raise ValueError("a ccxt venue needs `exchange` (a ccxt exchange id)")
+        return self
+
+
+class AccountModel(Model):
+    name: Name
+    bucket: Literal["trading", "buffer", "emergency"]
+    owner: Annotated[str, Field(min_length=1)]
+    kind: Literal["paper", "ccxt"] = "paper"
+    exchange: str | None = None
+    balances: dict[Asset, Amount] = Field(default_factory=dict)
+
+
+class RouteModel(Model):
+    name: Name
+    from_: Name = Field(alias="from")
+    to: Name
+    asset: Asset
+    method: Literal["internal", "withdrawal"]
+    network: str | None = None
+    address: str | None = None
+    tag: str | None = None
+    min_amount: Amount = Decimal(0)
+    max_amount: PositiveAmount
+    daily_limit: PositiveAmount
+    fee: Amount = Decimal(0)
+    settle_seconds: Annotated[float, Field(ge=0, le=7 * 86400)] = 60.0
+    step: PositiveAmount = Decimal("0.01")
+
+    @model_validator(mode="after")
+    def _limits(self) -> RouteModel:
+        if self.method == "withdrawal" and not self.address:
+            raise ValueError("a withdrawal route needs `address` (the only destination ever used)")
+        if self.min_amount > self.max_amount:
+            raise ValueError(f"min_amount {self.min_amount} exceeds max_amount {self.max_amount}")
+        if self.max_amount > self.daily_limit:
+            raise ValueError(f"max_amount {self.max_amount} exceeds daily_limit {self.daily_limit}")
+        if self.fee >= self.max_amount:
+            raise ValueError(f"fee {self.fee} is not below max_amount {self.max_amount}")
+        for key in ("min_amount", "max_amount", "daily_limit", "fee"):
+            value: Decimal = getattr(self, key)
+            if value % self.step != 0:
+                raise ValueError(f"{key} {value} is not a multiple of step {self.step}")
+        return self
+
+
+class InstrumentModel(Model):
+    venue: Name
+    symbol: Annotated[str, Field(pattern=SYMBOL_RE.pattern)]
+
+
+class StopModel(Model):
+    max_loss_usd: Amount | None = None
+    max_funding_drag_bps_per_day: Annotated[float, Field(ge=0)] | None = None
+
+
+class HedgeModel(Model):
+    name: Name
+    asset: Asset
+    exposure: float = 0.0
+    strategy: Literal["static", "dynamic_band", "funding_rotation"] = "dynamic_band"
+    target_delta: float = 0.0
+    band: Annotated[float, Field(gt=0)]
+    min_trade: Annotated[float, Field(ge=0)] = 0.0
+    max_slippage_bps: Annotated[float, Field(ge=0)] = 20.0
+    instruments: list[InstrumentModel] = Field(min_length=1)
+    stop: StopModel = StopModel()
+
+
+class ShockModel(Model):
+    type: Literal["price", "margin_rates", "haircut", "freeze", "vol", "funding", "liquidity"]
+    asset: Asset | None = None
+    venue: Name | None = None
+    pct: Annotated[float, Field(gt=-1.0, le=10.0)] | None = None
+    factor: Annotated[float, Field(gt=0, le=100)] | None = None
+    value: Ratio | None = None
+
+
+class StressScenarioModel(Model):
+    name: Annotated[str, Field(min_length=1)]
+    shocks: list[ShockModel] = Field(min_length=1)
+
+
+class StressSection(Model):
+    scenarios: list[StressScenarioModel] = Field(default_factory=list)
+
+
+class MarketSection(Model):
+    """The paper market for `marginbot run`: start prices and random-walk parameters per asset."""
+
+    prices: dict[Asset, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    vol_annual: dict[Asset, Annotated[float, Field(ge=0, le=10)]] = Field(default_factory=dict)
+    drift_annual: dict[Asset, Annotated[float, Field(ge=-10, le=10)]] = Field(default_factory=dict)
+    seed: int = 7
+
+
+class Settings(BaseSettings):
+    """The whole config. Build it with `load_settings`, which reads TOML and applies env overrides."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MARGINBOT_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,
+        populate_by_name=True,
+        secrets_dir=os.environ.get("MARGINBOT_SECRETS_DIR") or None,
+    )
+
+    bot: BotSection = BotSection()
+    buffers: BuffersSection = BuffersSection()
+    notify: NotifySection = NotifySection()
+    approvals: ApprovalsSection = ApprovalsSection()
+    market: MarketSection = MarketSection()
+    venues: list[VenueModel] = Field(min_length=1)
+    accounts: list[AccountModel] = Field(default_factory=list)
+    routes: list[RouteModel] = Field(default_factory=list)
+    hedges: list[HedgeModel] = Field(default_factory=list)
+    stress: StressSection = StressSection()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment first, then the secrets dir, then the TOML file (passed as init values)
+        return env_settings, file_secret_settings, init_settings
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        problems: list[str] = []
+        venue_names = [v.name for v in self.venues]
+        account_names = [a.name for a in self.accounts]
+        all_names = venue_names + account_names
+        for n in sorted({n for n in all_names if all_names.count(n) > 1}):
+            problems.append(f"venues/accounts: the name {n!r} is used twice")
+        route_names = [r.name for r in self.routes]
+        for n in sorted({n for n in route_names if route_names.count(n) > 1}):
+            problems.append(f"routes: the name {n!r} is used twice")
+        for r in self.routes:
+            ends = (
+                r.from_ in venue_names,
+                r.to in venue_names,
+                r.from_ in account_names,
+                r.to in account_names,
+            )
+            if r.from_ not in all_names:
+                problems.append(f"routes[{r.name}].from: no venue or account named {r.from_!r}")
+            if r.to not in all_names:
+                problems.append(f"routes[{r.name}].to: no venue or account named {r.to!r}")
+            if (
+                r.from_ in all_names
+                and r.to in all_names
+                and not ((ends[0] and ends[3]) or (ends[2] and ends[1]))
+            ):
+                problems.append(f"routes[{r.name}]: a route joins one account and one venue")
+        for rule in self.approvals.rules:
+            if rule.route is not None and rule.route not in route_names:
+                problems.append(f"approvals.rules: no route named {rule.route!r}")
+        if not self.approvals.approvers and (self.approvals.rules or self.approvals.approver_secrets):
+            problems.append("approvals.approvers: empty, yet rules or secrets name approvers")
+        priced = set(self.market.prices)
+        for v in self.venues:
+            if v.paper is None:
+                continue
+            for i, p in enumerate(v.paper.positions):
+                if p.base not in priced:
+                    problems.append(f"venues[{v.name}].paper.positions[{i}]: market.prices has no {p.base}")
+            for asset in v.paper.collateral:
+                if asset not in priced and asset not in STABLES:
+                    problems.append(
+                        f"venues[{v.name}].paper.collateral.{asset}: market.prices has no {asset}"
+                    )
+        for h in self.hedges:
+            for inst in h.instruments:
+                if inst.venue not in venue_names:
+                    problems.append(f"hedges[{h.name}].instruments: no venue named {inst.venue!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def config_hash(self) -> str:
+        """sha256 of the canonical config: stored with every decision."""
+        return hashlib.sha256(
+            canonical_json(self.model_dump(mode="json", by_alias=True)).encode()
+        ).hexdigest()
+
+
+STABLES = frozenset({"USDT", "USDC", "USD", "DAI", "FDUSD"})
+
+
+def _loc(loc: tuple[int | str, ...], data: Any) -> str:
+    """Render an error location, naming list items by their `name` where they have one."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = str(part)
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict):
+                label = str(node[part].get("name", part))
+            out += f"[{label}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            out += f".{part}" if out else str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "config"
+
+
+def format_validation_error(err: ValidationError, data: Any) -> list[str]:
+    """One line per problem, naming the key."""
+    lines: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(
+            p for p in e["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("[")))
+        )
+        where = _loc(loc, data)
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        for line in msg.splitlines():
+            lines.append(line if line.split(":")[0].split("[")[0] in _TOP and not loc else f"{where}: {line}")
+    return lines
+
+
+_TOP = frozenset({"venues", "routes", "approvals", "hedges", "venues/accounts"})
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read a TOML config, apply env overrides and validate; raise ConfigError with one line per problem."""
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read config ({e.strerror or e})") from None
+    try:
+        data = tomllib.loads(raw)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return settings_from_dict(data)
+
+
+def settings_from_dict(data: dict[str, Any]) -> Settings:
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, data)) from None

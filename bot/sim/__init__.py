@@ -1,0 +1,1 @@
+"""Scenario replay: the same bot, a simulated clock, a seeded paper market."""

@@ -1,0 +1,243 @@
+"""Replay a scenario deterministically through the same bot, with a simulated clock and a paper world."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.app import build
+from bot.core.fsm import VenueState
+from bot.core.policy import Regime
+from bot.engine.bot import Bot, RaisedAlert
+from bot.engine.clock import SimClock
+from bot.settings import Settings
+from bot.sim.market import AssetProcess, Market
+from bot.sim.scenario import (
+    Crash,
+    FundingEvent,
+    HaircutEvent,
+    MarginRates,
+    PriceShock,
+    RegimeEvent,
+    Scenario,
+    StaleData,
+    TimeoutAfterEffect,
+    TransferFreeze,
+    VenueOutage,
+    VolEvent,
+    check_against,
+)
+from bot.store import audit as chain
+from bot.store.repo import Store
+from bot.venues.paper import PaperExchange
+
+
+@dataclass(slots=True)
+class VenueStats:
+    max_utilization: float = 0.0
+    min_buffer: float = 1.0
+    final_utilization: float | None = None
+    max_mm_ratio: float = 0.0
+    steps_above_alert: int = 0
+
+
+def _num(x: float | None) -> float | None:
+    """Ratios as JSON numbers; an infinite ratio (equity ≤ 0) becomes null."""
+    if x is None or math.isinf(x) or math.isnan(x):
+        return None
+    return round(x, 6)
+
+
+@dataclass
+class Replay:
+    scenario: Scenario
+    settings: Settings
+    store: Store
+    progress: Callable[[int, int], None] | None = None
+    clock: SimClock = field(init=False)
+    market: Market = field(init=False)
+
+    def __post_init__(self) -> None:
+        check_against(self.scenario, self.settings)
+        self.start = self.scenario.start.timestamp()
+        self.clock = SimClock(self.start)
+        prices = dict(self.settings.market.prices)
+        for asset, spec in self.scenario.prices.items():
+            prices[asset] = spec.start if spec.start is not None else (spec.path or [1.0])[0]
+        self.market = Market(prices, seed=self.scenario.seed)
+        for asset, spec in self.scenario.prices.items():
+            self.market.set_process(
+                asset,
+                AssetProcess(spec.vol_annual, spec.drift_annual, list(spec.path) if spec.path else None),
+            )
+
+    def step_of(self, ts: float | None) -> int | None:
+        if ts is None:
+            return None
+        return round((ts - self.start) / self.scenario.step_seconds)
+
+    def _apply(self, e: Any, exchange: PaperExchange, bot: Bot) -> None:
+        span = self.scenario.step_seconds
+        if isinstance(e, PriceShock):
+            self.market.shock(e.asset, e.pct)
+        elif isinstance(e, VolEvent):
+            self.market.set_vol(e.asset, e.vol_annual)
+        elif isinstance(e, RegimeEvent):
+            bot.set_regime(Regime(e.value))
+        elif isinstance(e, FundingEvent):
+            exchange.set_funding(e.venue, e.symbol, e.rate_8h)
+        elif isinstance(e, MarginRates):
+            exchange.set_margin_factor(e.venue, e.factor)
+        elif isinstance(e, HaircutEvent):
+            exchange.set_haircut(e.venue, e.asset, e.value)
+        elif isinstance(e, VenueOutage):
+            exchange.outage(e.venue, e.steps * span - 1e-6)
+        elif isinstance(e, StaleData):
+            exchange.stale(e.venue, e.steps * span - 1e-6)
+        elif isinstance(e, TransferFreeze):
+            exchange.freeze(e.venue_or_account, e.steps * span - 1e-6)
+        elif isinstance(e, TimeoutAfterEffect):
+            exchange.timeout_after_effect(e.route, e.count)
+
+    async def run(self) -> dict[str, Any]:
+        sc = self.scenario
+        wired = build(
+            self.settings,
+            self.store,
+            self.clock,
+            market=self.market,
+            send_notifications=False,
+            figures_every_seconds=None,
+        )
+        bot, exchange = wired.bot, wired.exchange
+        await bot.start()
+        alert_log: list[RaisedAlert] = []
+        events: dict[int, list[Any]] = {}
+        for e in sc.events:
+            events.setdefault(e.at, []).append(e)
+        venue_names = list(bot.policy.venues)
+        stats = {v: VenueStats() for v in venue_names}
+        alert_u = {v: p.alert_utilization for v, p in bot.policy.venues.items()}
+        every = max(1, sc.steps // 100)
+        step_seconds = sc.step_seconds
+        for i in range(sc.steps):
+            self.clock.set(self.start + i * step_seconds)
+            if i:
+                self.market.advance(step_seconds, step=i)
+            todo = events.get(i)
+            if todo:
+                for e in todo:
+                    self._apply(e, exchange, bot)
+            exchange.advance()
+            result = await bot.cycle()
+            for v in venue_names:
+                f = result.observed.get(v)
+                if f is None:
+                    continue
+                st = stats[v]
+                u = f.utilization
+                st.max_utilization = max(st.max_utilization, u)
+                st.min_buffer = min(st.min_buffer, 1.0 - u)
+                st.max_mm_ratio = max(st.max_mm_ratio, f.mm_ratio)
+                if u >= alert_u[v]:
+                    st.steps_above_alert += 1
+                st.final_utilization = u
+            if todo and any(isinstance(e, Crash) for e in todo):
+                # the process dies after this step; a new one is built from the database at the next
+                alert_log.extend(bot.alert_log)
+                wired = build(
+                    self.settings,
+                    self.store,
+                    self.clock,
+                    exchange=exchange,
+                    send_notifications=False,
+                    figures_every_seconds=None,
+                )
+                regime = bot.regime
+                bot = wired.bot
+                bot.regime = regime
+                await bot.start()
+            if self.progress is not None and (i % every == 0 or i == sc.steps - 1):
+                self.progress(i + 1, sc.steps)
+        await bot.close()
+        alert_log.extend(bot.alert_log)
+        return self._report(bot, exchange, stats, alert_log)
+
+    def _report(
+        self, bot: Bot, exchange: PaperExchange, stats: dict[str, VenueStats], alert_log: list[RaisedAlert]
+    ) -> dict[str, Any]:
+        approvals = self.store.approval_rows()
+        approvers_by_intent = {a["intent_id"]: _json_list(a["approvers"]) for a in approvals}
+        transfers = [
+            {
+                "id": r["id"],
+                "route": r["route"],
+                "kind": r["kind"],
+                "asset": r["asset"],
+                "amount": _dec(r["amount"]),
+                "usd": _dec(r["usd"]),
+                "status": r["status"],
+                "step_requested": self.step_of(r["created_at"]),
+                "step_submitted": self.step_of(r["submitted_at"]),
+                "step_settled": self.step_of(r["settled_at"]),
+                "approvers": approvers_by_intent.get(r["id"], []),
+            }
+            for r in self.store.intent_rows()
+        ]
+        verified = chain.verify(self.store.engine)
+        return {
+            "scenario": self.scenario.name,
+            "steps": self.scenario.steps,
+            "liquidations": [
+                {"venue": liq.venue, "step": self.step_of(liq.ts)} for liq in exchange.liquidations
+            ],
+            "venues": {
+                v: {
+                    "max_utilization": _num(st.max_utilization),
+                    "min_buffer": _num(st.min_buffer),
+                    "final_utilization": _num(st.final_utilization),
+                    "max_mm_ratio": _num(st.max_mm_ratio),
+                    "final_state": bot.states.get(v, VenueState.STALE).value,
+                    "steps_above_alert": st.steps_above_alert,
+                }
+                for v, st in stats.items()
+            },
+            "transfers": transfers,
+            "approvals": [
+                {
+                    "id": a["id"],
+                    "action_id": a["intent_id"],
+                    "status": a["status"],
+                    "approvers": _json_list(a["approvers"]),
+                    "step_requested": self.step_of(a["created_at"]),
+                    "step_decided": self.step_of(a["decided_at"]),
+                }
+                for a in approvals
+            ],
+            "orders": [],
+            "hedges": {},
+            "alerts": [
+                {
+                    "step": self.step_of(r.ts),
+                    "severity": r.alert.severity,
+                    "kind": r.alert.kind,
+                    "venue": r.alert.venue,
+                }
+                for r in alert_log
+            ],
+            "notifications": self.store.notification_count(),
+            "audit": {"events": verified.records, "chain_ok": verified.ok},
+            "halted": any(s is VenueState.HALTED for s in bot.states.values()),
+            "final_prices": {a: round(p, 8) for a, p in sorted(self.market.prices.items())},
+        }
+
+
+def _dec(x: Any) -> str:
+    return format(x.normalize(), "f") if hasattr(x, "normalize") else str(x)
+
+
+def _json_list(text: str | None) -> list[str]:
+    return list(json.loads(text)) if text else []

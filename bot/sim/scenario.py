@@ -1,0 +1,231 @@
+"""The scenario file (TOML) for `marginbot simulate`: a seeded market, a clock, and events at step indices."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, model_validator
+
+from bot.errors import NotBuilt, ScenarioError
+from bot.settings import Asset, Model, Name, Settings, format_validation_error
+
+Step = Annotated[int, Field(ge=0)]
+
+
+class PriceSpec(Model):
+    start: Annotated[float, Field(gt=0)] | None = None
+    vol_annual: Annotated[float, Field(ge=0, le=10)] = 0.0
+    drift_annual: Annotated[float, Field(ge=-10, le=10)] = 0.0
+    path: list[Annotated[float, Field(gt=0)]] | None = None
+
+    @model_validator(mode="after")
+    def _source(self) -> PriceSpec:
+        if self.start is None and not self.path:
+            raise ValueError("give `start` (with vol_annual / drift_annual) or a non-empty `path`")
+        return self
+
+
+class _Event(Model):
+    at: Step
+
+
+class PriceShock(_Event):
+    type: Literal["price_shock"]
+    asset: Asset
+    pct: Annotated[float, Field(gt=-1, le=10)]
+
+
+class VolEvent(_Event):
+    type: Literal["vol"]
+    asset: Asset
+    vol_annual: Annotated[float, Field(ge=0, le=10)]
+
+
+class RegimeEvent(_Event):
+    type: Literal["regime"]
+    value: Literal["normal", "high_vol"]
+
+
+class FundingEvent(_Event):
+    type: Literal["funding"]
+    venue: Name
+    symbol: str
+    rate_8h: Annotated[float, Field(ge=-0.05, le=0.05)]
+
+
+class MarginRates(_Event):
+    type: Literal["margin_rates"]
+    venue: Name
+    factor: Annotated[float, Field(gt=0, le=100)]
+
+
+class HaircutEvent(_Event):
+    type: Literal["haircut"]
+    venue: Name
+    asset: Asset
+    value: Annotated[float, Field(ge=0, lt=1)]
+
+
+class VenueOutage(_Event):
+    type: Literal["venue_outage"]
+    venue: Name
+    steps: Annotated[int, Field(ge=1)]
+
+
+class StaleData(_Event):
+    type: Literal["stale_data"]
+    venue: Name
+    steps: Annotated[int, Field(ge=1)]
+
+
+class TransferFreeze(_Event):
+    type: Literal["transfer_freeze"]
+    venue_or_account: Name
+    steps: Annotated[int, Field(ge=1)]
+
+
+class Liquidity(_Event):
+    type: Literal["liquidity"]
+    venue: Name
+    symbol: str
+    depth_factor: Annotated[float, Field(gt=0)]
+
+
+class TimeoutAfterEffect(_Event):
+    type: Literal["timeout_after_effect"]
+    route: Name
+    count: Annotated[int, Field(ge=1)] = 1
+
+
+class Crash(_Event):
+    type: Literal["crash"]
+
+
+class Approve(_Event):
+    type: Literal["approve"]
+    approver: Name
+
+
+class Reject(_Event):
+    type: Literal["reject"]
+    approver: Name
+    reason: str = ""
+
+
+class Halt(_Event):
+    type: Literal["halt"]
+    by: Name
+    reason: str
+
+
+class Resume(_Event):
+    type: Literal["resume"]
+    by: Name
+
+
+class ExposureEvent(_Event):
+    type: Literal["exposure"]
+    hedge: Name
+    qty: float
+
+
+Event = Annotated[
+    PriceShock
+    | VolEvent
+    | RegimeEvent
+    | FundingEvent
+    | MarginRates
+    | HaircutEvent
+    | VenueOutage
+    | StaleData
+    | TransferFreeze
+    | Liquidity
+    | TimeoutAfterEffect
+    | Crash
+    | Approve
+    | Reject
+    | Halt
+    | Resume
+    | ExposureEvent,
+    Field(discriminator="type"),
+]
+
+NOT_BUILT = {
+    "liquidity": "order-book liquidity belongs to the hedge engine",
+    "exposure": "hedge exposure belongs to the hedge engine",
+    "approve": "deciding approval requests",
+    "reject": "deciding approval requests",
+    "halt": "the kill switch",
+    "resume": "the kill switch",
+}
+
+
+class Scenario(Model):
+    name: Annotated[str, Field(min_length=1)]
+    start: AwareDatetime
+    step_seconds: Annotated[float, Field(gt=0, le=86_400)] = 60.0
+    steps: Annotated[int, Field(ge=1, le=10_000_000)]
+    seed: int = 0
+    prices: dict[Asset, PriceSpec] = Field(default_factory=dict)
+    events: list[Event] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _events_in_range(self) -> Scenario:
+        bad = [
+            f"events[{i}].at: step {e.at} is outside 0..{self.steps - 1}"
+            for i, e in enumerate(self.events)
+            if e.at >= self.steps
+        ]
+        if bad:
+            raise ValueError("\n".join(bad))
+        return self
+
+
+def check_against(sc: Scenario, s: Settings) -> None:
+    """Cross-check the scenario with the config: names must exist; unsupported events are refused up front."""
+    venues = {v.name for v in s.venues}
+    accounts = {a.name for a in s.accounts}
+    routes = {r.name for r in s.routes}
+    assets = set(s.market.prices) | set(sc.prices)
+    problems: list[str] = []
+    missing = []
+    for i, e in enumerate(sc.events):
+        venue = getattr(e, "venue", None)
+        if venue is not None and venue not in venues:
+            problems.append(f"events[{i}].venue: no venue named {venue!r} in the config")
+        asset = getattr(e, "asset", None)
+        if isinstance(e, (PriceShock, VolEvent)) and asset not in assets:
+            problems.append(
+                f"events[{i}].asset: no price for {asset!r} (add [prices.{asset}] or market.prices)"
+            )
+        if isinstance(e, TransferFreeze) and e.venue_or_account not in venues | accounts:
+            problems.append(f"events[{i}].venue_or_account: no venue or account named {e.venue_or_account!r}")
+        if isinstance(e, TimeoutAfterEffect) and e.route not in routes:
+            problems.append(f"events[{i}].route: no route named {e.route!r}")
+        if e.type in NOT_BUILT:
+            missing.append(f"events[{i}] ({e.type}): {NOT_BUILT[e.type]} is not available in this release")
+    for asset in {p.base for v in s.venues if v.paper for p in v.paper.positions} - assets:
+        problems.append(f"prices: no price for {asset}, which the config's positions need")
+    if problems:
+        raise ScenarioError(problems)
+    if missing:
+        raise NotBuilt("; ".join(missing))
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    p = Path(path)
+    try:
+        data: dict[str, Any] = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ScenarioError(f"{p}: cannot read scenario ({e.strerror or e})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{p}: not valid TOML: {e}") from None
+    if isinstance(data.get("start"), datetime):
+        data["start"] = data["start"].isoformat()
+    try:
+        return TypeAdapter(Scenario).validate_python(data)
+    except ValidationError as e:
+        raise ScenarioError(format_validation_error(e, data)) from None

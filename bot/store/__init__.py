@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables, the store's transactions, and the audit hash chain."""

@@ -1,0 +1,157 @@
+"""The tamper-evident audit trail: a gapless, hash-chained sequence of records.
+
+    hash = sha256(prev_hash ‖ canonical_json({seq, ts, kind, venue, data, config_hash}))
+
+The first record's prev_hash is 64 zeros. `audit_head` holds the last seq and hash, read and advanced
+in the same transaction as the record (under a row lock on PostgreSQL, BEGIN IMMEDIATE on SQLite), so
+concurrent writers cannot fork the chain, and deleting the newest records is detected as well.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from bot.core.actions import canonical_json
+from bot.store.tables import audit, audit_head
+
+GENESIS = "0" * 64
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical_json(record)).encode()).hexdigest()
+
+
+def append(
+    conn: Connection,
+    *,
+    ts: float,
+    kind: str,
+    data: dict[str, Any],
+    venue: str | None = None,
+    config_hash: str | None = None,
+) -> int:
+    """Append one record inside the caller's transaction; return its seq."""
+    head = conn.execute(
+        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+    ).first()
+    if head is None:
+        seq, prev = 1, GENESIS
+        conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+    else:
+        seq, prev = head.seq + 1, head.hash
+    stamp = iso(ts)
+    body = json.loads(canonical_json(data))  # exactly what is stored, so verify recomputes the same bytes
+    record = {"seq": seq, "ts": stamp, "kind": kind, "venue": venue, "data": body, "config_hash": config_hash}
+    h = record_hash(prev, record)
+    conn.execute(
+        insert(audit).values(
+            seq=seq,
+            ts=stamp,
+            kind=kind,
+            venue=venue,
+            data=canonical_json(body),
+            config_hash=config_hash,
+            prev_hash=prev,
+            hash=h,
+        )
+    )
+    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=h))
+    return seq
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
+def verify(engine: Engine) -> VerifyResult:
+    """Walk the chain from the start; report the first record that is edited, missing or out of order."""
+    expected_seq = 1
+    prev = GENESIS
+    count = 0
+    with engine.connect() as conn:
+        for row in conn.execute(select(audit).order_by(audit.c.seq)).yield_per(2000):
+            if row.seq != expected_seq:
+                return VerifyResult(
+                    False, count, expected_seq, f"record {expected_seq} is missing (next is {row.seq})"
+                )
+            if row.prev_hash != prev:
+                return VerifyResult(
+                    False, count, row.seq, "prev_hash does not match the previous record's hash"
+                )
+            try:
+                data = json.loads(row.data)
+            except json.JSONDecodeError:
+                return VerifyResult(False, count, row.seq, "data is not valid JSON")
+            record = {
+                "seq": row.seq,
+                "ts": row.ts,
+                "kind": row.kind,
+                "venue": row.venue,
+                "data": data,
+                "config_hash": row.config_hash,
+            }
+            if record_hash(prev, record) != row.hash:
+                return VerifyResult(False, count, row.seq, "hash does not match the record's contents")
+            prev = row.hash
+            expected_seq += 1
+            count += 1
+        head = conn.execute(select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1)).first()
+    if head is not None and (head.seq != count or head.hash != prev):
+        return VerifyResult(
+            False,
+            count,
+            count + 1 if head.seq > count else head.seq,
+            f"the chain ends at record {count} but the head says {head.seq}: records were removed",
+        )
+    return VerifyResult(True, count)
+
+
+def rows(engine: Engine) -> Iterator[dict[str, Any]]:
+    with engine.connect() as conn:
+        for row in conn.execute(select(audit).order_by(audit.c.seq)).yield_per(2000):
+            yield {
+                "seq": row.seq,
+                "ts": row.ts,
+                "kind": row.kind,
+                "venue": row.venue,
+                "data": json.loads(row.data),
+                "config_hash": row.config_hash,
+                "prev_hash": row.prev_hash,
+                "hash": row.hash,
+            }
+
+
+def export_lines(engine: Engine, fmt: str) -> Iterator[str]:
+    """Yield the trail as JSON Lines or CSV (data as canonical JSON in one column)."""
+    if fmt == "jsonl":
+        for r in rows(engine):
+            yield canonical_json(r) + "\n"
+        return
+    fields = ["seq", "ts", "kind", "venue", "data", "config_hash", "prev_hash", "hash"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for r in rows(engine):
+        w.writerow({**r, "data": canonical_json(r["data"])})
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    if buf.getvalue():
+        yield buf.getvalue()

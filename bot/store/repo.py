@@ -1,0 +1,395 @@
+"""The store: every write is one transaction that carries its audit record and its notifications.
+
+Money-moving writes follow intent → audit → call → result: `create_intent` commits the intent, its audit
+record and its notifications together before the venue is called; `set_intent_status` commits the result
+the same way. An audit insert that fails rolls the whole transaction back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
+
+from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferAction, TransferKind
+from bot.core.world import IntentView
+from bot.errors import IntegrityError
+from bot.store import audit as chain
+from bot.store.tables import approvals, audit, flags, intents, notifications, venue_status
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A notification to enqueue in the outbox with the write it belongs to."""
+
+    severity: str
+    kind: str
+    title: str
+    body: str
+    venue: str | None = None
+    asset: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSpec:
+    quorum: int
+    eligible: tuple[str, ...]
+    reason: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VenueFigures:
+    venue: str
+    state: str
+    since: float
+    observed_at: float | None
+    equity: float | None
+    im: float | None
+    mm: float | None
+    utilization: float | None
+    mm_ratio: float | None
+
+
+def _finite(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+class Store:
+    def __init__(self, engine: Engine, *, config_hash: str | None = None, min_severity: str = "info") -> None:
+        self.engine = engine
+        self.config_hash = config_hash
+        self.min_rank = SEVERITY_RANK[min_severity]
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def _audit(self, conn: Connection, ts: float, kind: str, data: dict[str, Any], venue: str | None) -> None:
+        chain.append(conn, ts=ts, kind=kind, data=data, venue=venue, config_hash=self.config_hash)
+
+    def _notes(self, conn: Connection, ts: float, notes: Iterable[Note]) -> None:
+        rows = [
+            {
+                "created_at": ts,
+                "severity": n.severity,
+                "kind": n.kind,
+                "venue": n.venue,
+                "asset": n.asset,
+                "title": n.title,
+                "body": n.body,
+                "status": "pending",
+                "attempts": 0,
+                "next_attempt_at": ts,
+            }
+            for n in notes
+            if SEVERITY_RANK[n.severity] >= self.min_rank
+        ]
+        if rows:
+            conn.execute(insert(notifications), rows)
+
+    # --- audit and alerts --------------------------------------------------------------------------
+    def record(
+        self, ts: float, events: Sequence[tuple[str, str | None, dict[str, Any]]], notes: Iterable[Note] = ()
+    ) -> None:
+        """Append several audit events (kind, venue, data) and their notifications in one transaction."""
+        with self.engine.begin() as conn:
+            for kind, venue, data in events:
+                self._audit(conn, ts, kind, data, venue)
+            self._notes(conn, ts, notes)
+
+    def record_transitions(
+        self,
+        ts: float,
+        changes: Sequence[tuple[str, str, str, str]],
+        notes: Iterable[Note] = (),
+        *,
+        events: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
+    ) -> None:
+        """Persist venue state changes (venue, before, trigger, after), one audit record each, with other events."""
+        with self.engine.begin() as conn:
+            for kind, venue, data in events:
+                self._audit(conn, ts, kind, data, venue)
+            for venue, before, trigger, after in changes:
+                self._audit(
+                    conn, ts, "venue.transition", {"from": before, "trigger": trigger, "to": after}, venue
+                )
+                done = conn.execute(
+                    update(venue_status)
+                    .where(venue_status.c.venue == venue)
+                    .values(state=after, since=ts, updated_at=ts)
+                ).rowcount
+                if not done:
+                    conn.execute(
+                        insert(venue_status).values(venue=venue, state=after, since=ts, updated_at=ts)
+                    )
+            self._notes(conn, ts, notes)
+
+    # --- intents -----------------------------------------------------------------------------------
+    def create_intent(
+        self,
+        action: TransferAction,
+        *,
+        fee: Decimal,
+        status: IntentStatus,
+        automatic: bool,
+        verdict: str,
+        ts: float,
+        approval: ApprovalSpec | None = None,
+        notes: Iterable[Note] = (),
+    ) -> bool:
+        """Commit the intent with its audit record; False when the same intent already exists.
+
+        The same id with different parameters is an IntegrityError: a key is never reused for another move.
+        """
+        intent_id = action.intent_id
+        row = {
+            "id": intent_id,
+            "kind": action.kind.value,
+            "venue": action.venue,
+            "route": action.route,
+            "source": action.source,
+            "destination": action.destination,
+            "asset": action.asset,
+            "amount": action.amount,
+            "fee": fee,
+            "usd": action.usd,
+            "address": action.address,
+            "params_hash": action.params_hash,
+            "status": status.value,
+            "automatic": automatic,
+            "created_at": ts,
+            "updated_at": ts,
+            "reason": action.reason,
+            "verdict": verdict,
+            "utilization_before": _finite(action.utilization_before),
+            "utilization_after": _finite(action.utilization_after),
+            "config_hash": self.config_hash,
+        }
+        try:
+            with self.engine.begin() as conn:
+                existing = conn.execute(
+                    select(intents.c.params_hash).where(intents.c.id == intent_id)
+                ).first()
+                if existing is not None:
+                    if existing.params_hash != action.params_hash:
+                        raise IntegrityError(f"intent {intent_id} exists with different parameters")
+                    return False
+                conn.execute(insert(intents).values(**row))
+                data = {
+                    "intent": intent_id,
+                    "kind": action.kind.value,
+                    "route": action.route,
+                    "asset": action.asset,
+                    "amount": str(action.amount),
+                    "usd": str(action.usd),
+                    "source": action.source,
+                    "destination": action.destination,
+                    "address": action.address,
+                    "status": status.value,
+                    "params_hash": action.params_hash,
+                    "verdict": verdict,
+                    "reason": action.reason,
+                    "utilization_before": _finite(action.utilization_before),
+                    "utilization_after": _finite(action.utilization_after),
+                }
+                self._audit(conn, ts, "intent.created", data, action.venue)
+                if approval is not None:
+                    conn.execute(
+                        insert(approvals).values(
+                            id=intent_id,
+                            intent_id=intent_id,
+                            params_hash=action.params_hash,
+                            status="pending",
+                            quorum=approval.quorum,
+                            eligible=json.dumps(list(approval.eligible)),
+                            approvers="[]",
+                            reason=approval.reason,
+                            created_at=ts,
+                            expires_at=approval.expires_at,
+                        )
+                    )
+                    self._audit(
+                        conn,
+                        ts,
+                        "approval.requested",
+                        {
+                            "request": intent_id,
+                            "quorum": approval.quorum,
+                            "eligible": list(approval.eligible),
+                            "expires_at": chain.iso(approval.expires_at),
+                            "reason": approval.reason,
+                        },
+                        action.venue,
+                    )
+                self._notes(conn, ts, notes)
+        except SAIntegrityError as e:
+            raise IntegrityError(f"intent {intent_id} could not be recorded: {e.orig}") from e
+        return True
+
+    def set_intent_status(
+        self,
+        intent_id: str,
+        status: IntentStatus,
+        ts: float,
+        *,
+        data: dict[str, Any] | None = None,
+        venue: str | None = None,
+        venue_ref: str | None = None,
+        error: str | None = None,
+        notes: Iterable[Note] = (),
+    ) -> None:
+        values: dict[str, Any] = {"status": status.value, "updated_at": ts}
+        if venue_ref is not None:
+            values["venue_ref"] = venue_ref
+        if error is not None:
+            values["error"] = error
+        if status is IntentStatus.SUBMITTED:
+            values["submitted_at"] = ts
+        if status is IntentStatus.CONFIRMED:
+            values["settled_at"] = ts
+        with self.engine.begin() as conn:
+            conn.execute(update(intents).where(intents.c.id == intent_id).values(**values))
+            if status in (IntentStatus.EXPIRED, IntentStatus.REJECTED, IntentStatus.APPROVED):
+                conn.execute(
+                    update(approvals)
+                    .where(approvals.c.intent_id == intent_id)
+                    .values(status=status.value, decided_at=ts)
+                )
+            payload = {"intent": intent_id, "status": status.value, **(data or {})}
+            if venue_ref is not None:
+                payload["venue_ref"] = venue_ref
+            if error is not None:
+                payload["error"] = error
+            self._audit(conn, ts, f"intent.{status.value}", payload, venue)
+            self._notes(conn, ts, notes)
+
+    def load_intents(self, since: float) -> list[IntentView]:
+        """Open intents, and every intent created after `since` (they count against rolling budgets)."""
+        q = (
+            select(intents)
+            .where((intents.c.status.in_([s.value for s in OPEN_STATUSES])) | (intents.c.created_at > since))
+            .order_by(intents.c.created_at, intents.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_view(r) for r in conn.execute(q)]
+
+    def get_intent(self, intent_id: str) -> IntentView | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(intents).where(intents.c.id == intent_id)).first()
+            return None if row is None else _view(row)
+
+    def approval_expiries(self) -> dict[str, float]:
+        with self.engine.connect() as conn:
+            q = select(approvals.c.intent_id, approvals.c.expires_at).where(approvals.c.status == "pending")
+            return {r.intent_id: r.expires_at for r in conn.execute(q)}
+
+    def intent_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping)
+                for r in conn.execute(select(intents).order_by(intents.c.created_at, intents.c.id))
+            ]
+
+    def approval_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            q = select(approvals).order_by(approvals.c.created_at, approvals.c.id)
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    # --- venue status --------------------------------------------------------------------------------
+    def venue_states(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {
+                r.venue: r.state for r in conn.execute(select(venue_status.c.venue, venue_status.c.state))
+            }
+
+    def save_figures(self, rows: Sequence[VenueFigures], ts: float) -> None:
+        """Telemetry for `marginbot status`: not audited (the decisions built on it are)."""
+        with self.engine.begin() as conn:
+            for r in rows:
+                values = {
+                    "state": r.state,
+                    "observed_at": r.observed_at,
+                    "equity": _finite(r.equity),
+                    "im": _finite(r.im),
+                    "mm": _finite(r.mm),
+                    "utilization": _finite(r.utilization),
+                    "mm_ratio": _finite(r.mm_ratio),
+                    "updated_at": ts,
+                }
+                done = conn.execute(
+                    update(venue_status).where(venue_status.c.venue == r.venue).values(**values)
+                ).rowcount
+                if not done:
+                    conn.execute(insert(venue_status).values(venue=r.venue, since=r.since, **values))
+
+    def status_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r._mapping) for r in conn.execute(select(venue_status).order_by(venue_status.c.venue))
+            ]
+
+    # --- notifications outbox ------------------------------------------------------------------------
+    def due_notifications(self, now: float, limit: int = 50) -> list[dict[str, Any]]:
+        q = (
+            select(notifications)
+            .where(notifications.c.status == "pending", notifications.c.next_attempt_at <= now)
+            .order_by(notifications.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def notification_sent(self, note_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(notifications).where(notifications.c.id == note_id).values(status="sent"))
+
+    def notification_retry(
+        self, note_id: int, attempts: int, next_at: float, error: str, give_up: bool
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(notifications)
+                .where(notifications.c.id == note_id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=next_at,
+                    last_error=error[:500],
+                    status="failed" if give_up else "pending",
+                )
+            )
+
+    def notification_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(notifications)).scalar_one())
+
+    # --- flags and counts ----------------------------------------------------------------------------
+    def audit_count(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
+
+    def get_flag(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(flags.c.value).where(flags.c.key == key)).first()
+            return None if row is None else str(row.value)
+
+
+def _view(r: Any) -> IntentView:
+    return IntentView(
+        id=r.id,
+        kind=TransferKind(r.kind),
+        venue=r.venue,
+        route=r.route,
+        asset=r.asset,
+        amount=r.amount,
+        fee=r.fee,
+        usd=r.usd,
+        status=IntentStatus(r.status),
+        created_at=r.created_at,
+        automatic=bool(r.automatic),
+    )
