@@ -172,15 +172,17 @@ async def _reaction_samples(settings: Settings, url: str, samples: int) -> list[
     policy = compile_policy(settings)
     venue = next(iter(policy.venues))
     book = exchange.books[venue]
+    initial = dict(book.collateral)
+    treasury = {a: dict(b) for a, b in exchange.accounts.items()}
     out: list[float] = []
     for _ in range(samples):
         clock.advance(2 * 86_400)  # settle the previous top-up and leave the rolling budgets
         exchange.advance()
         await bot.cycle()
-        # a breach: the venue loses a third of its collateral
-        for asset, qty in list(book.collateral.items()):
-            book.collateral[asset] = (qty * 2 / 3).quantize(Decimal("0.01"))
+        # the same breach every time: the venue's collateral is a third below its start, the treasury full
+        book.collateral = {a: (q * 2 / 3).quantize(Decimal("0.01")) for a, q in initial.items()}
         book.refresh()
+        exchange.accounts = {a: dict(b) for a, b in treasury.items()}
         clock.advance(1)
         bot.last_reaction_seconds = None
         await bot.cycle()

@@ -103,23 +103,29 @@ def decide(world: World, policy: Policy) -> Decision:
     observed: dict[str, Figures | None] = {}
     auto_spent: Decimal | None = None  # computed lazily: most cycles move nothing
 
+    open_by_venue: dict[str, list[IntentView]] = {}
+    for i in world.intents:
+        if i.status in OPEN_STATUSES:
+            open_by_venue.setdefault(i.venue, []).append(i)
+
     for name, vpol in policy.venues.items():
-        state = world.states.get(name, VenueState.STALE)
+        current = [world.states.get(name, VenueState.STALE)]
         snap = world.snapshots.get(name)
 
-        def move(trigger: Trigger, venue: str = name, state: VenueState = state) -> None:
-            after = transition(state, trigger)
-            if after is not state:
-                transitions.append(Transition(venue, state, trigger, after))
+        def move(trigger: Trigger, venue: str = name, current: list[VenueState] = current) -> None:
+            before = current[0]
+            after = transition(before, trigger)
+            if after is not before:
+                transitions.append(Transition(venue, before, trigger, after))
+                current[0] = after
 
         if world.halted:
             observed[name] = None
-            if state is not VenueState.HALTED:
+            if current[0] is not VenueState.HALTED:
                 move(Trigger.HALT)
             continue
-        if state is VenueState.HALTED:
+        if current[0] is VenueState.HALTED:
             move(Trigger.RESUME)
-            state = VenueState.STALE
         if snap is None or world.now - snap.ts > policy.max_data_age_seconds:
             observed[name] = None
             age = "no answer" if snap is None else f"data {world.now - snap.ts:.0f}s old"
@@ -127,7 +133,8 @@ def decide(world: World, policy: Policy) -> Decision:
             move(Trigger.DATA_STALE)
             continue
 
-        f = figures(snap.collateral, snap.positions, snap.prices, snap.haircuts, snap.params)
+        # the venue's own figures where it reports them (it liquidates on those), else our computation
+        f = snap.reported or figures(snap.collateral, snap.positions, snap.prices, snap.haircuts, snap.params)
         observed[name] = f
         band = vpol.band(world.regime)
         lvl = level(f.utilization, f.mm_ratio, vpol)
@@ -163,10 +170,12 @@ def decide(world: World, policy: Policy) -> Decision:
                     )
                 )
 
-        mine = [i for i in world.intents if i.venue == name and i.status in OPEN_STATUSES]
-        awaiting = any(i.status in (IntentStatus.PENDING_APPROVAL, IntentStatus.PROPOSED) for i in mine)
+        mine = open_by_venue.get(name, [])
+        awaiting = False
         for i in mine:
-            if i.status is IntentStatus.UNKNOWN:
+            if i.status is IntentStatus.PENDING_APPROVAL or i.status is IntentStatus.PROPOSED:
+                awaiting = True
+            elif i.status is IntentStatus.UNKNOWN:
                 alerts.append(
                     Alert(
                         "unknown_intent",
@@ -176,7 +185,7 @@ def decide(world: World, policy: Policy) -> Decision:
                         f"{name}: transfer {i.id} on {i.route} has an unknown outcome; route blocked",
                     )
                 )
-        incoming = _incoming_usd(mine, snap.prices, snap.haircuts)
+        incoming = _incoming_usd(mine, snap.prices, snap.haircuts) if mine else 0.0
         equity_eff = f.equity + incoming
         buffer_eff = 1.0 - f.im / equity_eff if equity_eff > 0 else float("-inf")
         planned_here: list[Planned] = []
@@ -227,7 +236,11 @@ def decide(world: World, policy: Policy) -> Decision:
                 out=planned_here,
             )
         elif f.buffer > band.max and not mine:
-            excess = sweep_usd(f, band.target)
+            if auto_spent is None:
+                auto_spent = _automatic_spent(world)
+            # a sweep is never urgent: it returns only what may move automatically now, and the rest later
+            budget = min(policy.approvals.auto_limit_usd, policy.approvals.daily_auto_limit_usd - auto_spent)
+            excess = min(sweep_usd(f, band.target), max(0.0, float(budget)))
             routes = _usable_routes(
                 [r for r in policy.routes if r.venue == name and r.kind is TransferKind.SWEEP], world
             )
@@ -247,8 +260,6 @@ def decide(world: World, policy: Policy) -> Decision:
             )
             if legs:
                 reasons.append(why)
-            if auto_spent is None:
-                auto_spent = _automatic_spent(world)
             auto_spent = _plan_legs(
                 TransferKind.SWEEP,
                 legs,
@@ -261,30 +272,30 @@ def decide(world: World, policy: Policy) -> Decision:
                 policy=policy,
                 out=planned_here,
             )
-        actions.extend(planned_here)
+        topup_waits = topup_goes = False
         for p in planned_here:
-            if not isinstance(p.verdict, Allowed):
-                waits = isinstance(p.verdict, NeedsApproval)
-                alerts.append(
-                    Alert(
-                        "approval" if waits else "denied",
-                        "warning" if waits else "critical",
-                        name,
-                        p.action.asset,
-                        f"{p.action.kind.value} {p.action.amount} {p.action.asset} via "
-                        f"{p.action.route}: {p.verdict.reason}",
-                    )
+            actions.append(p)
+            v = p.verdict
+            if isinstance(v, Allowed):
+                topup_goes = topup_goes or p.action.kind is TransferKind.TOPUP
+                continue
+            waits = isinstance(v, NeedsApproval)
+            topup_waits = topup_waits or (waits and p.action.kind is TransferKind.TOPUP)
+            alerts.append(
+                Alert(
+                    "approval" if waits else "denied",
+                    "warning" if waits else "critical",
+                    name,
+                    p.action.asset,
+                    f"{p.action.kind.value} {p.action.amount} {p.action.asset} via {p.action.route}: {v.reason}",
                 )
+            )
 
         if lvl is Level.CRITICAL:
             move(Trigger.OBSERVED_CRITICAL)
-        elif awaiting or any(
-            isinstance(p.verdict, NeedsApproval) and p.action.kind is TransferKind.TOPUP for p in planned_here
-        ):
+        elif awaiting or topup_waits:
             move(Trigger.APPROVAL_PENDING)
-        elif incoming > 0 or any(
-            p.action.kind is TransferKind.TOPUP and isinstance(p.verdict, Allowed) for p in planned_here
-        ):
+        elif incoming > 0 or topup_goes:
             move(Trigger.TRANSFER_IN_FLIGHT)
         elif lvl is Level.ALERT:
             move(Trigger.OBSERVED_ALERT)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from bot.core.actions import IntentStatus, TransferKind
 from bot.core.approvals import ApprovalPolicy
 from bot.core.fsm import VenueState
-from bot.core.margin import MarginParams, Position
+from bot.core.margin import Figures, MarginParams, Position
 from bot.core.policy import Regime, VenuePolicy
 
 DAY_SECONDS = 86_400.0
@@ -26,6 +26,7 @@ class VenueSnapshot:
     prices: Mapping[str, float]
     haircuts: Mapping[str, float]
     params: MarginParams
+    reported: Figures | None = None  # the venue's own figures, where it reports them (what it liquidates on)
 
 
 @dataclass(frozen=True, slots=True)

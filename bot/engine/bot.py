@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from bot.core.actions import IntentStatus
+from bot.core.actions import OPEN_STATUSES, IntentStatus
 from bot.core.decide import Alert, Decision, decide
 from bot.core.fsm import VenueState
 from bot.core.margin import Figures
@@ -32,6 +32,7 @@ from bot.venues.base import AccountPort, TransferPort, TransferState, VenuePort
 log = structlog.get_logger("marginbot.bot")
 
 _EXECUTOR_NOTIFIED = frozenset({"approval"})  # the executor's own notification carries the details
+_IN_FLIGHT = frozenset({IntentStatus.SUBMITTED, IntentStatus.UNKNOWN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +87,15 @@ class Bot:
         self.since: dict[str, float] = {}
         self._intents: dict[str, IntentView] = {}
         self._intent_tuple: tuple[IntentView, ...] = ()
+        self._in_flight: tuple[IntentView, ...] = ()
         self._expiries: dict[str, float] = {}
         self._active_alerts: dict[tuple[str, str, str | None], float] = {}
         self._last_figures_at = float("-inf")
         self._last_observed: Mapping[str, Figures | None] = {}
         self._flush_task: asyncio.Task[int] | None = None
         self.alert_log: list[RaisedAlert] = []
-        self.last_reaction_seconds: float | None = None  # breach observed -> first intent committed and sent
+        # breach observed -> first intent committed and accepted by the venue (for `marginbot bench`)
+        self.last_reaction_seconds: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -102,7 +105,7 @@ class Bot:
         self.states = {v: VenueState(stored.get(v, VenueState.STALE.value)) for v in self.policy.venues}
         self.since = dict.fromkeys(self.policy.venues, now)
         self._intents = {i.id: i for i in self.store.load_intents(now - 2 * DAY_SECONDS)}
-        self._intent_tuple = tuple(self._intents.values())
+        self._reindex()
         self._expiries = self.store.approval_expiries()
 
     async def close(self) -> None:
@@ -125,7 +128,7 @@ class Bot:
         now = self.clock.now()
         if self.before_cycle is not None:
             self.before_cycle(now)
-        if any(i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN) for i in self._intent_tuple):
+        if self._in_flight:
             await self._reconcile(now)
         if self._expiries:
             self._expire(now)
@@ -143,12 +146,13 @@ class Bot:
         # money first: each intent is committed and sent before the cycle's telemetry is written
         outcomes = []
         for planned in decision.actions:
+            self.executor.last_submitted_at = None
             outcome = await self.executor.execute(planned, now)
             outcomes.append(outcome)
-            if outcome.status is not None:
-                self._load_intent(outcome.intent_id, now)
-                if len(outcomes) == 1:
-                    self.last_reaction_seconds = time.perf_counter() - observed_at
+            if outcome.view is not None:
+                self._remember(outcome.view, now)
+            if len(outcomes) == 1 and self.executor.last_submitted_at is not None:
+                self.last_reaction_seconds = self.executor.last_submitted_at - observed_at
         events, notes, raised = self._alerts(now, decision.alerts)
         if decision.transitions or events:
             self.store.record_transitions(
@@ -191,29 +195,28 @@ class Bot:
         return snaps, accts
 
     # --- intents -----------------------------------------------------------------------------------------
-    def _load_intent(self, intent_id: str, now: float) -> None:
-        """Refresh one intent from the store after the executor wrote it."""
-        fresh = self.store.get_intent(intent_id)
-        if fresh is None:
-            return
-        self._intents[intent_id] = fresh
-        if fresh.status is IntentStatus.PENDING_APPROVAL:
-            self._expiries[intent_id] = now + self.executor.expires_seconds
+    def _remember(self, view: IntentView, now: float) -> None:
+        """Cache an intent the executor just recorded (write-through: the store already has it)."""
+        self._intents[view.id] = view
+        if view.status is IntentStatus.PENDING_APPROVAL:
+            self._expiries[view.id] = now + self.executor.expires_seconds
         self._prune(now)
 
     def _set_status(self, intent: IntentView, status: IntentStatus) -> None:
         self._intents[intent.id] = dataclasses.replace(intent, status=status)
-        self._intent_tuple = tuple(self._intents.values())
+        self._reindex()
 
     def _prune(self, now: float) -> None:
         horizon = now - 2 * DAY_SECONDS
         self._intents = {
-            k: i
-            for k, i in self._intents.items()
-            if i.created_at > horizon
-            or i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN, IntentStatus.PENDING_APPROVAL)
+            k: i for k, i in self._intents.items() if i.created_at > horizon or i.status in OPEN_STATUSES
         }
+        self._reindex()
+
+    def _reindex(self) -> None:
+        """Rebuild the views derived from the intent cache (only when it changes, never on a quiet cycle)."""
         self._intent_tuple = tuple(self._intents.values())
+        self._in_flight = tuple(i for i in self._intent_tuple if i.status in _IN_FLIGHT)
 
     async def _reconcile(self, now: float) -> None:
         """Look every in-flight or unknown transfer up at the venue and adopt what it says."""

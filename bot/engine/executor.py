@@ -9,15 +9,17 @@ The client id sent to the venue is the intent id, stable across retries and rest
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 
 import structlog
 
-from bot.core.actions import IntentStatus
+from bot.core.actions import IntentStatus, TransferAction
 from bot.core.approvals import Allowed, Denied, NeedsApproval
 from bot.core.decide import Planned
-from bot.core.world import RouteSpec
+from bot.core.world import IntentView, RouteSpec
 from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
 from bot.notify import note
 from bot.store.repo import ApprovalSpec, Store
@@ -47,6 +49,23 @@ class Outcome:
     intent_id: str
     status: IntentStatus | None  # None: nothing recorded (denied, or a duplicate of an existing intent)
     receipt: TransferReceipt | None = None
+    view: IntentView | None = None  # the intent as recorded, for the bot's cache
+
+
+def _view(a: TransferAction, fee: Decimal, status: IntentStatus, now: float, automatic: bool) -> IntentView:
+    return IntentView(
+        id=a.intent_id,
+        kind=a.kind,
+        venue=a.venue,
+        route=a.route,
+        asset=a.asset,
+        amount=a.amount,
+        fee=fee,
+        usd=a.usd,
+        status=status,
+        created_at=now,
+        automatic=automatic,
+    )
 
 
 def _pct(x: float) -> str:
@@ -68,6 +87,7 @@ class Executor:
         self.routes = routes
         self.desk = desk
         self.expires_seconds = expires_minutes * 60.0
+        self.last_submitted_at: float | None = None  # perf_counter when the venue last accepted a transfer
 
     async def execute(self, planned: Planned, now: float) -> Outcome:
         a = planned.action
@@ -120,16 +140,21 @@ class Executor:
                     )
                 ],
             )
-            return Outcome(a.intent_id, IntentStatus.PENDING_APPROVAL if created else None)
+            if not created:
+                return Outcome(a.intent_id, None)
+            status = IntentStatus.PENDING_APPROVAL
+            return Outcome(a.intent_id, status, view=_view(a, route.fee, status, now, automatic=False))
         assert isinstance(v, Allowed)
         created = self.store.create_intent(
             a, fee=route.fee, status=IntentStatus.APPROVED, automatic=True, verdict=v.reason, ts=now
         )
         if not created:
             return Outcome(a.intent_id, None)  # the same trigger was already handled: one intent, one effect
-        return await self.submit(
+        out = await self.submit(
             a.intent_id, a.venue, request_for(route, intent_id=a.intent_id, amount=a.amount), now, what
         )
+        assert out.status is not None
+        return dataclasses.replace(out, view=_view(a, route.fee, out.status, now, automatic=True))
 
     async def submit(
         self, intent_id: str, venue: str, req: TransferRequest, now: float, what: str
@@ -137,6 +162,7 @@ class Executor:
         """Call the venue for a committed intent and record what came back."""
         try:
             receipt = await self.transfers.submit(req)
+            self.last_submitted_at = time.perf_counter()
         except TransferRefused as e:
             self.store.set_intent_status(
                 intent_id,

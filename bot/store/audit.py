@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from bot.core.actions import canonical_json
 from bot.store.tables import audit, audit_head
@@ -34,6 +34,25 @@ def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical_json(record)).encode()).hexdigest()
 
 
+_HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
+_HEAD_INIT = insert(audit_head)
+_HEAD_MOVE = (
+    update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("h_seq"), hash=bindparam("h_hash"))
+)
+_INSERT = insert(audit)
+
+
+def _record_text(
+    seq: int, stamp: str, kind: str, *, venue: str | None, data_json: str, config_hash: str | None
+) -> str:
+    """canonical_json of the record, assembled around the already-canonical data (keys in sorted order)."""
+    dumps = json.dumps
+    return (
+        f'{{"config_hash":{dumps(config_hash)},"data":{data_json},"kind":{dumps(kind, ensure_ascii=False)},'
+        f'"seq":{seq},"ts":{dumps(stamp)},"venue":{dumps(venue, ensure_ascii=False)}}}'
+    )
+
+
 def append(
     conn: Connection,
     *,
@@ -44,31 +63,33 @@ def append(
     config_hash: str | None = None,
 ) -> int:
     """Append one record inside the caller's transaction; return its seq."""
-    head = conn.execute(
-        select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-    ).first()
+    head = conn.execute(_HEAD).first()
     if head is None:
         seq, prev = 1, GENESIS
-        conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+        conn.execute(_HEAD_INIT, {"id": 1, "seq": 0, "hash": GENESIS})
     else:
         seq, prev = head.seq + 1, head.hash
     stamp = iso(ts)
-    body = json.loads(canonical_json(data))  # exactly what is stored, so verify recomputes the same bytes
-    record = {"seq": seq, "ts": stamp, "kind": kind, "venue": venue, "data": body, "config_hash": config_hash}
-    h = record_hash(prev, record)
+    data_json = canonical_json(data)
+    h = hashlib.sha256(
+        (
+            prev + _record_text(seq, stamp, kind, venue=venue, data_json=data_json, config_hash=config_hash)
+        ).encode()
+    ).hexdigest()
     conn.execute(
-        insert(audit).values(
-            seq=seq,
-            ts=stamp,
-            kind=kind,
-            venue=venue,
-            data=canonical_json(body),
-            config_hash=config_hash,
-            prev_hash=prev,
-            hash=h,
-        )
+        _INSERT,
+        {
+            "seq": seq,
+            "ts": stamp,
+            "kind": kind,
+            "venue": venue,
+            "data": data_json,
+            "config_hash": config_hash,
+            "prev_hash": prev,
+            "hash": h,
+        },
     )
-    conn.execute(update(audit_head).where(audit_head.c.id == 1).values(seq=seq, hash=h))
+    conn.execute(_HEAD_MOVE, {"h_seq": seq, "h_hash": h})
     return seq
 
 
@@ -85,7 +106,7 @@ def verify(engine: Engine) -> VerifyResult:
     expected_seq = 1
     prev = GENESIS
     count = 0
-    with engine.connect() as conn:
+    with engine.connect().execution_options(readonly=True) as conn:
         for row in conn.execute(select(audit).order_by(audit.c.seq)).yield_per(2000):
             if row.seq != expected_seq:
                 return VerifyResult(
@@ -124,7 +145,7 @@ def verify(engine: Engine) -> VerifyResult:
 
 
 def rows(engine: Engine) -> Iterator[dict[str, Any]]:
-    with engine.connect() as conn:
+    with engine.connect().execution_options(readonly=True) as conn:
         for row in conn.execute(select(audit).order_by(audit.c.seq)).yield_per(2000):
             yield {
                 "seq": row.seq,

@@ -45,5 +45,6 @@ def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # take the write lock at the start: the audit chain's head is read and advanced in one transaction
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # writers take the lock at the start (the audit chain's head is read and advanced in one
+        # transaction); readers, marked with the `readonly` execution option, take no lock
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")

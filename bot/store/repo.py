@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferAction, TransferKind
@@ -24,6 +24,15 @@ from bot.store import audit as chain
 from bot.store.tables import approvals, audit, flags, intents, notifications, venue_status
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+# statements built once: parameters are passed at execution, so each compiles once and is cached
+_INSERT_NOTE = insert(notifications)
+_INSERT_INTENT = insert(intents)
+_INTENT_HASH = select(intents.c.params_hash).where(intents.c.id == bindparam("i_id"))
+_UPDATE_INTENT = update(intents).where(intents.c.id == bindparam("i_id"))
+_DECIDE_APPROVAL = update(approvals).where(approvals.c.intent_id == bindparam("a_intent"))
+_UPDATE_STATE = update(venue_status).where(venue_status.c.venue == bindparam("v_venue"))
+_INSERT_STATE = insert(venue_status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +79,10 @@ class Store:
         self.min_rank = SEVERITY_RANK[min_severity]
 
     # --- helpers -----------------------------------------------------------------------------------
+    def _read(self) -> Connection:
+        """A connection for reading: no write lock on SQLite."""
+        return self.engine.connect().execution_options(readonly=True)
+
     def _audit(self, conn: Connection, ts: float, kind: str, data: dict[str, Any], venue: str | None) -> None:
         chain.append(conn, ts=ts, kind=kind, data=data, venue=venue, config_hash=self.config_hash)
 
@@ -91,7 +104,7 @@ class Store:
             if SEVERITY_RANK[n.severity] >= self.min_rank
         ]
         if rows:
-            conn.execute(insert(notifications), rows)
+            conn.execute(_INSERT_NOTE, rows)
 
     # --- audit and alerts --------------------------------------------------------------------------
     def record(
@@ -119,14 +132,10 @@ class Store:
                 self._audit(
                     conn, ts, "venue.transition", {"from": before, "trigger": trigger, "to": after}, venue
                 )
-                done = conn.execute(
-                    update(venue_status)
-                    .where(venue_status.c.venue == venue)
-                    .values(state=after, since=ts, updated_at=ts)
-                ).rowcount
-                if not done:
+                params = {"v_venue": venue, "state": after, "since": ts, "updated_at": ts}
+                if not conn.execute(_UPDATE_STATE, params).rowcount:
                     conn.execute(
-                        insert(venue_status).values(venue=venue, state=after, since=ts, updated_at=ts)
+                        _INSERT_STATE, {"venue": venue, "state": after, "since": ts, "updated_at": ts}
                     )
             self._notes(conn, ts, notes)
 
@@ -173,14 +182,12 @@ class Store:
         }
         try:
             with self.engine.begin() as conn:
-                existing = conn.execute(
-                    select(intents.c.params_hash).where(intents.c.id == intent_id)
-                ).first()
+                existing = conn.execute(_INTENT_HASH, {"i_id": intent_id}).first()
                 if existing is not None:
                     if existing.params_hash != action.params_hash:
                         raise IntegrityError(f"intent {intent_id} exists with different parameters")
                     return False
-                conn.execute(insert(intents).values(**row))
+                conn.execute(_INSERT_INTENT, row)
                 data = {
                     "intent": intent_id,
                     "kind": action.kind.value,
@@ -254,12 +261,10 @@ class Store:
         if status is IntentStatus.CONFIRMED:
             values["settled_at"] = ts
         with self.engine.begin() as conn:
-            conn.execute(update(intents).where(intents.c.id == intent_id).values(**values))
+            conn.execute(_UPDATE_INTENT, {"i_id": intent_id, **values})
             if status in (IntentStatus.EXPIRED, IntentStatus.REJECTED, IntentStatus.APPROVED):
                 conn.execute(
-                    update(approvals)
-                    .where(approvals.c.intent_id == intent_id)
-                    .values(status=status.value, decided_at=ts)
+                    _DECIDE_APPROVAL, {"a_intent": intent_id, "status": status.value, "decided_at": ts}
                 )
             payload = {"intent": intent_id, "status": status.value, **(data or {})}
             if venue_ref is not None:
@@ -276,34 +281,34 @@ class Store:
             .where((intents.c.status.in_([s.value for s in OPEN_STATUSES])) | (intents.c.created_at > since))
             .order_by(intents.c.created_at, intents.c.id)
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [_view(r) for r in conn.execute(q)]
 
     def get_intent(self, intent_id: str) -> IntentView | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(intents).where(intents.c.id == intent_id)).first()
             return None if row is None else _view(row)
 
     def approval_expiries(self) -> dict[str, float]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             q = select(approvals.c.intent_id, approvals.c.expires_at).where(approvals.c.status == "pending")
             return {r.intent_id: r.expires_at for r in conn.execute(q)}
 
     def intent_rows(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 dict(r._mapping)
                 for r in conn.execute(select(intents).order_by(intents.c.created_at, intents.c.id))
             ]
 
     def approval_rows(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             q = select(approvals).order_by(approvals.c.created_at, approvals.c.id)
             return [dict(r._mapping) for r in conn.execute(q)]
 
     # --- venue status --------------------------------------------------------------------------------
     def venue_states(self) -> dict[str, str]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return {
                 r.venue: r.state for r in conn.execute(select(venue_status.c.venue, venue_status.c.state))
             }
@@ -329,7 +334,7 @@ class Store:
                     conn.execute(insert(venue_status).values(venue=r.venue, since=r.since, **values))
 
     def status_rows(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 dict(r._mapping) for r in conn.execute(select(venue_status).order_by(venue_status.c.venue))
             ]
@@ -342,7 +347,7 @@ class Store:
             .order_by(notifications.c.id)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
     def notification_sent(self, note_id: int) -> None:
@@ -365,16 +370,16 @@ class Store:
             )
 
     def notification_count(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(notifications)).scalar_one())
 
     # --- flags and counts ----------------------------------------------------------------------------
     def audit_count(self) -> int:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
 
     def get_flag(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(flags.c.value).where(flags.c.key == key)).first()
             return None if row is None else str(row.value)
 

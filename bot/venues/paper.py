@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from bot.core.margin import MarginParams, Position, Tier, build_tiers, figures
+from bot.core.margin import Figures, MarginParams, Position, Tier, build_tiers, figures
 from bot.core.numbers import to_decimal
 from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
@@ -50,10 +50,13 @@ class PaperBook:
     outage_until: float = float("-inf")
     stale_until: float = float("-inf")
     stale_snapshot: VenueSnapshot | None = None
+    version: int = 0
+    cached: tuple[int, int, Figures] | None = None  # (market version, book version, figures)
 
     def refresh(self) -> None:
-        """Rebuild the float view the snapshots share (copy on write: old snapshots keep their dict)."""
+        """After any change: rebuild the float view the snapshots share (copy on write) and drop the cache."""
         self.collateral_view = {a: float(q) for a, q in self.collateral.items()}
+        self.version += 1
 
 
 @dataclass(slots=True)
@@ -137,13 +140,21 @@ class PaperExchange:
         elif period != self._last_funding_period:
             self._last_funding_period = period
             self._charge_funding()
-        prices = self.market.prices
         for book in self.books.values():
             if not book.positions:
                 continue
-            f = figures(book.collateral_view, book.positions, prices, book.haircuts, book.params)
+            f = self.figures(book)
             if f.mm_ratio >= 1.0:
                 self._liquidate(book, now, f.equity)
+
+    def figures(self, book: PaperBook) -> Figures:
+        """The venue's own margin figures, cached until a price or the book changes."""
+        c = book.cached
+        if c is not None and c[0] == self.market.version and c[1] == book.version:
+            return c[2]
+        f = figures(book.collateral_view, book.positions, self.market.prices, book.haircuts, book.params)
+        book.cached = (self.market.version, book.version, f)
+        return f
 
     def _settle(self, now: float) -> None:
         for t in self.transfers.values():
@@ -201,10 +212,12 @@ class PaperExchange:
     def set_margin_factor(self, venue: str, factor: float) -> None:
         book = self.books[venue]
         book.params = scale_params(book.base_params, factor)
+        book.refresh()
 
     def set_haircut(self, venue: str, asset: str, value: float) -> None:
         book = self.books[venue]
         book.haircuts = {**book.haircuts, asset: value}
+        book.refresh()
 
     def set_funding(self, venue: str, symbol: str, rate_8h: float) -> None:
         self.books[venue].funding[symbol] = rate_8h
@@ -230,9 +243,10 @@ class PaperExchange:
             ts=self.now(),
             collateral=book.collateral_view,
             positions=book.positions,
-            prices=dict(self.market.prices),
+            prices=self.market.view(),
             haircuts=book.haircuts,
             params=book.params,
+            reported=self.figures(book),
         )
 
     def snapshot(self, venue: str) -> VenueSnapshot:
