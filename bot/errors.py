@@ -53,6 +53,10 @@ class RateLimited(TemporaryError):
         self.retry_after = retry_after
 
 
+class StoreUnavailable(TemporaryError):
+    """The database cannot be opened or reached."""
+
+
 class UnknownOutcome(MarginbotError):
     """A money-moving call may have taken effect; only a lookup at the venue can tell."""
 

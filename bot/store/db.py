@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from bot.errors import ConfigError
+from bot.errors import ConfigError, StoreUnavailable
 from bot.store.tables import metadata
 
 
@@ -22,14 +24,24 @@ def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         if parsed.drivername.startswith("sqlite"):
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(parsed, connect_args={"timeout": 30})
             _sqlite_pragmas(engine, synchronous)
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as e:
         raise ConfigError(f"bot.database_url: no driver for {parsed.drivername!r} ({e})") from e
-    metadata.create_all(engine)
+    try:
+        metadata.create_all(engine)
+    except (OperationalError, OSError) as e:
+        engine.dispose()
+        raise StoreUnavailable(f"cannot open the database {_safe(parsed)}: {getattr(e, 'orig', e)}") from None
     return engine
+
+
+def _safe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
