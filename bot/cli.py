@@ -115,9 +115,9 @@ def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
 
 
 def _redact_db(url: str) -> str:
-    from bot.logs import redact_text
+    from bot.store.db import display_url
 
-    return url if url.startswith("sqlite") else redact_text(url)
+    return display_url(url)
 
 
 # --- run -------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""structlog set-up: key=value lines on stderr, with secrets redacted from every event."""
+"""structlog set-up: key=value lines on stderr, with secrets redacted from every event and traceback."""
 
 from __future__ import annotations
 
@@ -12,31 +12,35 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = re.compile(r"(secret|password|passwd|token|api_?key|signature|private)", re.IGNORECASE)
-_SECRET_TEXT = re.compile(
-    r"((?:signature|sign|apikey|api_key|secret|token|password)=)[^&\s\"']+|(\w+://)[^\s\"']*@|([a-z]+://)[^\s\"']+",
-    re.IGNORECASE,
+_QUERY_SECRET = re.compile(
+    r"((?:signature|sign|apikey|api_key|secret|token|password)=)[^&\s\"']+", re.IGNORECASE
 )
+# any URL: apprise URLs carry tokens in their path, exchange URLs carry signatures in their query
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s\"'<>]+", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
-    """Strip query-string secrets, URL credentials and whole notifier URLs (they carry tokens)."""
+    """Strip query-string secrets and reduce every URL to its scheme (`tgram://***`)."""
+    return _URL.sub(lambda m: m.group(1) + "***", _QUERY_SECRET.sub(lambda m: m.group(1) + "***", text))
 
-    def sub(m: re.Match[str]) -> str:
-        if m.group(1):
-            return m.group(1) + "***"
-        if m.group(2):
-            return m.group(2) + "***@"
-        return m.group(3) + "***"
 
-    return _SECRET_TEXT.sub(sub, text)
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {
+            k: "***" if isinstance(k, str) and _SECRET_KEYS.search(k) else _redact_value(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact_value(v) for v in value)
+    return value
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: mask secret-named keys and redact every string, nested values included."""
     for key, value in list(event.items()):
-        if _SECRET_KEYS.search(key):
-            event[key] = "***"
-        elif isinstance(value, str):
-            event[key] = redact_text(value)
+        event[key] = "***" if _SECRET_KEYS.search(key) else _redact_value(value)
     return event
 
 
@@ -47,8 +51,9 @@ def configure(level: str | None = None) -> None:
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # tracebacks become text here, so `redact` sees them
             redact,
-            structlog.dev.ConsoleRenderer(colors=False),
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

@@ -7,6 +7,8 @@ with backoff, and never delays money movement. apprise is imported only here.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,24 +34,37 @@ class Sender(Protocol):
 
 
 class AppriseSender:
-    """Sends through apprise to every configured URL; raises when no URL accepted the message."""
+    """Sends through apprise, one apprise object per configured URL, so each destination is tracked apart."""
 
     def __init__(self, urls: list[str], timeout: float) -> None:
-        self._ap = apprise.Apprise()
+        self._targets: list[apprise.Apprise] = []
         for url in urls:
-            if not self._ap.add(url):
+            ap = apprise.Apprise()
+            if not ap.add(url):
                 raise ValueError(
                     f"notify.urls: apprise does not understand the URL scheme of {redact_url(url)}"
                 )
+            self._targets.append(ap)
         self._timeout = timeout
 
-    async def send(self, title: str, body: str, severity: str) -> None:
+    @property
+    def target_count(self) -> int:
+        return len(self._targets)
+
+    async def send_to(self, index: int, title: str, body: str, severity: str) -> None:
+        """Deliver to one destination, or raise (TimeoutError when it does not answer in time)."""
+        ap = self._targets[index]
         ok = await asyncio.wait_for(
-            asyncio.to_thread(self._ap.notify, body=body, title=title, notify_type=_TYPES[severity]),
+            asyncio.to_thread(ap.notify, body=body, title=title, notify_type=_TYPES[severity]),
             timeout=self._timeout,
         )
         if not ok:
-            raise RuntimeError("apprise reported a delivery failure")
+            raise RuntimeError(f"notify.urls[{index}]: delivery failed")
+
+    async def send(self, title: str, body: str, severity: str) -> None:
+        """Deliver to every destination; raise when any of them failed."""
+        for k in range(len(self._targets)):
+            await self.send_to(k, title, body, severity)
 
 
 def redact_url(url: str) -> str:
@@ -81,31 +96,52 @@ class OutboxWorker:
     sender: Sender
 
     async def flush(self, now: float) -> int:
+        """Deliver what is due; a destination that times out ends this pass (the rest would wait on it too)."""
         sent = 0
         rows = await asyncio.to_thread(self.store.due_notifications, now)
+        per_target = isinstance(self.sender, AppriseSender)
         for row in rows:
-            try:
-                await self.sender.send(row["title"], row["body"], row["severity"])
-            except Exception as e:  # any notifier failure is retried later, never raised into the bot
-                attempts = row["attempts"] + 1
-                delay = min(5.0 * 2**attempts, 900.0)
-                give_up = attempts >= MAX_ATTEMPTS
-                await asyncio.to_thread(
+            delivered: set[int] = set(json.loads(row.get("delivered") or "[]"))
+            error: Exception | None = None
+            if per_target:
+                assert isinstance(self.sender, AppriseSender)
+                for k in range(self.sender.target_count):
+                    if k in delivered:
+                        continue  # already accepted there: never sent twice to a working destination
+                    try:
+                        await self.sender.send_to(k, row["title"], row["body"], row["severity"])
+                        delivered.add(k)
+                    except Exception as e:  # retried later, never raised into the bot
+                        error = e
+            else:
+                try:
+                    await self.sender.send(row["title"], row["body"], row["severity"])
+                except Exception as e:  # retried later, never raised into the bot
+                    error = e
+            if error is None:
+                await asyncio.to_thread(self.store.notification_sent, row["id"])
+                sent += 1
+                continue
+            attempts = row["attempts"] + 1
+            give_up = attempts >= MAX_ATTEMPTS
+            await asyncio.to_thread(
+                functools.partial(
                     self.store.notification_retry,
                     row["id"],
-                    attempts,
-                    now + delay,
-                    f"{type(e).__name__}: {e}",
-                    give_up,
-                )
-                log.warning(
-                    "notification delivery failed",
-                    id=row["id"],
                     attempts=attempts,
-                    error=type(e).__name__,
-                    gave_up=give_up,
+                    next_at=now + min(5.0 * 2**attempts, 900.0),
+                    error=f"{type(error).__name__}: {error}",
+                    give_up=give_up,
+                    delivered=sorted(delivered),
                 )
-                continue
-            await asyncio.to_thread(self.store.notification_sent, row["id"])
-            sent += 1
+            )
+            log.warning(
+                "notification delivery failed",
+                id=row["id"],
+                attempts=attempts,
+                error=type(error).__name__,
+                gave_up=give_up,
+            )
+            if isinstance(error, TimeoutError):
+                break
         return sent

@@ -6,8 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from bot.errors import ConfigError, StoreUnavailable
@@ -42,6 +41,14 @@ def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
 
 def _safe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
+
+
+def display_url(url: str) -> str:
+    """A database URL fit for a terminal: the password masked."""
+    try:
+        return _safe(make_url(url))
+    except ArgumentError:
+        return "(unparseable database URL)"
 
 
 def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:

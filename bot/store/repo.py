@@ -98,6 +98,7 @@ class Store:
                 "body": n.body,
                 "status": "pending",
                 "attempts": 0,
+                "delivered": "[]",
                 "next_attempt_at": ts,
             }
             for n in notes
@@ -355,8 +356,16 @@ class Store:
             conn.execute(update(notifications).where(notifications.c.id == note_id).values(status="sent"))
 
     def notification_retry(
-        self, note_id: int, attempts: int, next_at: float, error: str, give_up: bool
+        self,
+        note_id: int,
+        *,
+        attempts: int,
+        next_at: float,
+        error: str,
+        give_up: bool,
+        delivered: Sequence[int] = (),
     ) -> None:
+        """Record a failed delivery: when to try again, and which destinations already have the message."""
         with self.engine.begin() as conn:
             conn.execute(
                 update(notifications)
@@ -365,6 +374,7 @@ class Store:
                     attempts=attempts,
                     next_attempt_at=next_at,
                     last_error=error[:500],
+                    delivered=json.dumps(list(delivered)),
                     status="failed" if give_up else "pending",
                 )
             )

@@ -144,6 +144,7 @@ notifications = Table(
     Column("status", String(10), nullable=False, index=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float, nullable=False),
+    Column("delivered", Text, nullable=False, default="[]"),  # indexes of notify.urls that accepted it
     Column("last_error", Text),
 )
 
