@@ -20,7 +20,12 @@ from bot import logs
 from bot.errors import BadInput, MarginbotError
 from bot.settings import Settings, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="marginbot: keeps margin buffers inside policy by moving collateral along configured routes.\n\n"
+    "Exit codes: 0 success, 1 operational failure or failed check, 2 bad input.",
+)
 audit_app = typer.Typer(no_args_is_help=True, help="Check or export the audit trail.")
 app.add_typer(audit_app, name="audit")
 
