@@ -222,11 +222,12 @@ def simulate(
     def body() -> None:
         from bot.app import open_store
         from bot.sim.runner import Replay
-        from bot.sim.scenario import load_scenario
+        from bot.sim.scenario import check_against, load_scenario
         from bot.store import audit as chain
 
         s = _settings(config)
         sc = load_scenario(scenario)
+        check_against(sc, s)  # before any database is opened
         url = db
         if url is None:
             path = Path(tempfile.mkdtemp(prefix="marginbot-sim-")) / "simulate.db"

@@ -356,8 +356,6 @@ class Settings(BaseSettings):
         for rule in self.approvals.rules:
             if rule.route is not None and rule.route not in route_names:
                 problems.append(f"approvals.rules: no route named {rule.route!r}")
-        if not self.approvals.approvers and (self.approvals.rules or self.approvals.approver_secrets):
-            problems.append("approvals.approvers: empty, yet rules or secrets name approvers")
         priced = set(self.market.prices)
         for v in self.venues:
             if v.paper is None:
@@ -370,6 +368,18 @@ class Settings(BaseSettings):
                     problems.append(
                         f"venues[{v.name}].paper.collateral.{asset}: market.prices has no {asset}"
                     )
+        d = self.buffers
+        for v in self.venues:
+            alert = v.alert_mm_ratio if v.alert_mm_ratio is not None else d.alert_mm_ratio
+            derisk = v.derisk_mm_ratio if v.derisk_mm_ratio is not None else d.derisk_mm_ratio
+            if not alert < derisk < 1:
+                problems.append(
+                    f"venues[{v.name}]: alert_mm_ratio {alert} < derisk_mm_ratio {derisk} < 1 must hold"
+                )
+        if not self.approvals.approvers:
+            problems.append(
+                f"approvals.approvers: empty, so no request could ever reach quorum {self.approvals.quorum}"
+            )
         for h in self.hedges:
             for inst in h.instruments:
                 if inst.venue not in venue_names:
@@ -401,13 +411,18 @@ def _loc(loc: tuple[int | str, ...], data: Any) -> str:
             out += f"[{label}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
         else:
+            if isinstance(node, dict) and part not in node and node.get("type") == part:
+                continue  # the tag pydantic adds for a tagged union (an event's type) is not a key of the file
             out += f".{part}" if out else str(part)
             node = node.get(part) if isinstance(node, dict) else None
     return out or "config"
 
 
 def format_validation_error(err: ValidationError, data: Any) -> list[str]:
-    """One line per problem, naming the key."""
+    """One line per problem, naming the key.
+
+    Cross-checks of the whole file (errors with no location) already name their keys, line by line.
+    """
     lines: list[str] = []
     for e in err.errors(include_url=False):
         loc = tuple(
@@ -418,11 +433,8 @@ def format_validation_error(err: ValidationError, data: Any) -> list[str]:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         for line in msg.splitlines():
-            lines.append(line if line.split(":")[0].split("[")[0] in _TOP and not loc else f"{where}: {line}")
+            lines.append(line if not loc else f"{where}: {line}")
     return lines
-
-
-_TOP = frozenset({"venues", "routes", "approvals", "hedges", "venues/accounts"})
 
 
 def load_settings(path: str | Path) -> Settings:

@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import canonical_json
+from bot.errors import IntegrityError
 from bot.store.tables import audit, audit_head
 
 GENESIS = "0" * 64
@@ -35,11 +37,21 @@ def record_hash(prev_hash: str, record: dict[str, Any]) -> str:
 
 
 _HEAD = select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
-_HEAD_INIT = insert(audit_head)
 _HEAD_MOVE = (
     update(audit_head).where(audit_head.c.id == 1).values(seq=bindparam("h_seq"), hash=bindparam("h_hash"))
 )
 _INSERT = insert(audit)
+
+
+def ensure_head(engine: Engine) -> None:
+    """Create the chain's head row once, with the schema (two first writers must not race to create it)."""
+    with engine.begin() as conn:
+        if conn.execute(select(audit_head.c.id).where(audit_head.c.id == 1)).first() is None:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(audit_head).values(id=1, seq=0, hash=GENESIS))
+            except SAIntegrityError:
+                pass  # another process created it first
 
 
 def _record_text(
@@ -64,11 +76,10 @@ def append(
 ) -> int:
     """Append one record inside the caller's transaction; return its seq."""
     head = conn.execute(_HEAD).first()
-    if head is None:
-        seq, prev = 1, GENESIS
-        conn.execute(_HEAD_INIT, {"id": 1, "seq": 0, "hash": GENESIS})
-    else:
-        seq, prev = head.seq + 1, head.hash
+    if head is None:  # created with the schema; gone means someone removed it: never restart the chain
+        raise IntegrityError("the audit chain's head row is missing; run `marginbot audit verify`")
+    seq: int = head.seq + 1
+    prev: str = head.hash
     stamp = iso(ts)
     data_json = canonical_json(data)
     h = hashlib.sha256(

@@ -10,6 +10,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from bot.errors import ConfigError, StoreUnavailable
+from bot.store.audit import ensure_head
 from bot.store.tables import metadata
 
 
@@ -33,6 +34,7 @@ def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
         raise ConfigError(f"bot.database_url: no driver for {parsed.drivername!r} ({e})") from e
     try:
         metadata.create_all(engine)
+        ensure_head(engine)
     except (OperationalError, OSError) as e:
         engine.dispose()
         raise StoreUnavailable(f"cannot open the database {_safe(parsed)}: {getattr(e, 'orig', e)}") from None
