@@ -81,7 +81,8 @@ def append(
     seq: int = head.seq + 1
     prev: str = head.hash
     stamp = iso(ts)
-    data_json = canonical_json(data)
+    # through JSON and back once, so what is hashed is exactly what verify will re-read (e.g. int keys -> str)
+    data_json = canonical_json(json.loads(canonical_json(data)))
     h = hashlib.sha256(
         (
             prev + _record_text(seq, stamp, kind, venue=venue, data_json=data_json, config_hash=config_hash)

@@ -237,6 +237,11 @@ class Store:
                     )
                 self._notes(conn, ts, notes)
         except SAIntegrityError as e:
+            # another writer recorded the same id between our check and our insert: same move -> a no-op
+            with self._read() as conn:
+                existing = conn.execute(_INTENT_HASH, {"i_id": intent_id}).first()
+            if existing is not None and existing.params_hash == action.params_hash:
+                return False
             raise IntegrityError(f"intent {intent_id} could not be recorded: {e.orig}") from e
         return True
 

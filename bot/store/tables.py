@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 from sqlalchemy import (
@@ -43,7 +43,16 @@ class Money(TypeDecorator[Decimal]):
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         if value is None:
             return None
-        return Decimal(str(value)).normalize() if dialect.name == "postgresql" else Decimal(value)
+        return _plain(Decimal(str(value))) if dialect.name == "postgresql" else Decimal(value)
+
+
+def _plain(d: Decimal) -> Decimal:
+    """Drop NUMERIC's padding zeros (250000.000… -> 250000) exactly: no rounding, no exponent notation."""
+    with localcontext() as ctx:
+        ctx.prec = 80
+        d = d.normalize()
+        exponent = d.as_tuple().exponent
+        return d.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else d
 
 
 metadata = MetaData()
