@@ -232,6 +232,9 @@ class RouteModel(Model):
             raise ValueError(f"max_amount {self.max_amount} exceeds daily_limit {self.daily_limit}")
         if self.fee >= self.max_amount:
             raise ValueError(f"fee {self.fee} is not below max_amount {self.max_amount}")
+        exponent = self.step.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -18:
+            raise ValueError(f"step {self.step} is finer than the 18 decimals the store keeps")
         for key in ("min_amount", "max_amount", "daily_limit", "fee"):
             value: Decimal = getattr(self, key)
             if value % self.step != 0:

@@ -7,9 +7,10 @@ the same way. An audit insert that fails rolls the whole transaction back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -112,7 +113,7 @@ class Store:
         self, ts: float, events: Sequence[tuple[str, str | None, dict[str, Any]]], notes: Iterable[Note] = ()
     ) -> None:
         """Append several audit events (kind, venue, data) and their notifications in one transaction."""
-        with self.engine.begin() as conn:
+        with _integrity("audit record"), self.engine.begin() as conn:
             for kind, venue, data in events:
                 self._audit(conn, ts, kind, data, venue)
             self._notes(conn, ts, notes)
@@ -266,7 +267,7 @@ class Store:
             values["submitted_at"] = ts
         if status is IntentStatus.CONFIRMED:
             values["settled_at"] = ts
-        with self.engine.begin() as conn:
+        with _integrity(f"intent {intent_id} status {status.value}"), self.engine.begin() as conn:
             conn.execute(_UPDATE_INTENT, {"i_id": intent_id, **values})
             if status in (IntentStatus.EXPIRED, IntentStatus.REJECTED, IntentStatus.APPROVED):
                 conn.execute(
@@ -397,6 +398,15 @@ class Store:
         with self._read() as conn:
             row = conn.execute(select(flags.c.value).where(flags.c.key == key)).first()
             return None if row is None else str(row.value)
+
+
+@contextlib.contextmanager
+def _integrity(what: str) -> Iterator[None]:
+    """Translate the database's integrity errors into ours, once, at the store's edge."""
+    try:
+        yield
+    except SAIntegrityError as e:
+        raise IntegrityError(f"{what} could not be recorded: {e.orig}") from e
 
 
 def _view(r: Any) -> IntentView:
