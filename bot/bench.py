@@ -199,7 +199,7 @@ def bench_reaction(settings: Settings, runs: int, progress: Progress, db: str | 
     for k in range(runs):
         with tempfile.TemporaryDirectory(prefix="marginbot-bench-") as d:
             url = db or f"sqlite:///{Path(d) / 'reaction.db'}"
-            xs = sorted(asyncio.run(_reaction_samples(settings, url, 200)))
+            xs = sorted(asyncio.run(_reaction_samples(settings, url, 500)))
         if not xs:
             raise RuntimeError("the reaction workload produced no top-up: check the config's routes")
         count = len(xs)

@@ -12,12 +12,15 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from bot import logs
 from bot.errors import BadInput, MarginbotError
+
+if TYPE_CHECKING:
+    from bot.engine.bot import Bot, CycleResult
 from bot.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -190,17 +193,12 @@ async def _run(s: Settings, db: str | None, once: bool, for_seconds: float | Non
         await bot.close()
 
 
-def _status_line(result: Any, bot: Any) -> str:
-    from bot.core.actions import IntentStatus
-
+def _status_line(result: CycleResult, bot: Bot) -> str:
     parts = []
     for v, f in result.observed.items():
         u = None if f is None else f.utilization
         parts.append(f"{v} u={_pct(u).strip()} {bot.states[v].value}")
-    in_flight = sum(
-        1 for i in bot._intent_tuple if i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
-    )
-    pending = sum(1 for i in bot._intent_tuple if i.status is IntentStatus.PENDING_APPROVAL)
+    in_flight, pending = bot.open_counts()
     stamp = time.strftime("%H:%M:%S", time.gmtime(result.now))
     moves = "".join(f" | {o.status.value} {o.intent_id[:8]}" for o in result.outcomes if o.status is not None)
     return f"{stamp} " + " | ".join(parts) + f" | in flight {in_flight} | approvals pending {pending}{moves}"

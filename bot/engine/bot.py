@@ -113,6 +113,11 @@ class Bot:
             await asyncio.gather(self._flush_task, return_exceptions=True)
         self.flush_figures(self.clock.now())
 
+    def open_counts(self) -> tuple[int, int]:
+        """(transfers in flight or of unknown outcome, requests awaiting approval), from the cache."""
+        pending = sum(1 for i in self._intent_tuple if i.status is IntentStatus.PENDING_APPROVAL)
+        return len(self._in_flight), pending
+
     def set_regime(self, regime: Regime) -> None:
         if regime is not self.regime:
             now = self.clock.now()

@@ -184,12 +184,7 @@ class Store:
         }
         try:
             with self.engine.begin() as conn:
-                existing = conn.execute(_INTENT_HASH, {"i_id": intent_id}).first()
-                if existing is not None:
-                    if existing.params_hash != action.params_hash:
-                        raise IntegrityError(f"intent {intent_id} exists with different parameters")
-                    return False
-                conn.execute(_INSERT_INTENT, row)
+                conn.execute(_INSERT_INTENT, row)  # the primary key refuses a second intent with this id
                 data = {
                     "intent": intent_id,
                     "kind": action.kind.value,
@@ -238,12 +233,15 @@ class Store:
                     )
                 self._notes(conn, ts, notes)
         except SAIntegrityError as e:
-            # another writer recorded the same id between our check and our insert: same move -> a no-op
+            # the id exists (recorded earlier, or by another writer just now): the same move is a no-op,
+            # the same key with other parameters is refused
             with self._read() as conn:
                 existing = conn.execute(_INTENT_HASH, {"i_id": intent_id}).first()
-            if existing is not None and existing.params_hash == action.params_hash:
-                return False
-            raise IntegrityError(f"intent {intent_id} could not be recorded: {e.orig}") from e
+            if existing is None:
+                raise IntegrityError(f"intent {intent_id} could not be recorded: {e.orig}") from e
+            if existing.params_hash != action.params_hash:
+                raise IntegrityError(f"intent {intent_id} exists with different parameters") from None
+            return False
         return True
 
     def set_intent_status(
