@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, text
 
 from bot.settings import Settings, load_settings
 
@@ -16,6 +18,33 @@ PAPER = ROOT / "config" / "paper.toml"
 SCENARIOS = ROOT / "config" / "scenarios"
 DATA = Path(__file__).resolve().parent / "data"
 PG_URL = os.environ.get("MARGINBOT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proxy may carry a notification off this machine: every request goes straight to 127.0.0.1."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "*")
+    monkeypatch.setenv("no_proxy", "*")
+
+
+def wait_for_blocked_writers(engine: Engine, n: int, timeout: float = 10.0) -> None:
+    """Give `n` writer threads time to block on a lock (PostgreSQL: until it shows them waiting)."""
+    if engine.dialect.name != "postgresql":
+        time.sleep(0.5)  # SQLite writers wait in BEGIN IMMEDIATE's busy handler; nothing to observe
+        return
+    q = text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + timeout
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            waiting = conn.execute(q).scalar_one()
+            conn.commit()  # pg_stat_activity is a per-transaction snapshot
+            if waiting >= n:
+                return
+            time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import itertools
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from bot.store import audit as chain
 from bot.store.db import make_engine
 from bot.store.repo import Store
 from bot.store.tables import audit, audit_head
+from tests.conftest import wait_for_blocked_writers
 
 PAPER = Path(__file__).resolve().parent.parent / "config" / "paper.toml"
 T0 = 1_772_323_200.0  # 2026-03-01T00:00:00Z
@@ -65,24 +65,6 @@ def _seqs(engine: Engine) -> list[int]:
 def _row(engine: Engine, seq: int) -> dict[str, Any]:
     with engine.connect() as conn:
         return dict(conn.execute(select(audit).where(audit.c.seq == seq)).one()._mapping)
-
-
-def _wait_for_blocked_writers(engine: Engine, n: int, timeout: float = 10.0) -> None:
-    """Give `n` writer threads time to block on a lock (PostgreSQL: until it shows them waiting)."""
-    if engine.dialect.name != "postgresql":
-        time.sleep(0.5)  # SQLite writers wait in BEGIN IMMEDIATE's busy handler; nothing to observe
-        return
-    q = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    deadline = time.monotonic() + timeout
-    with engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(q).scalar_one()
-            conn.commit()  # pg_stat_activity is a per-transaction snapshot
-            if waiting >= n:
-                return
-            time.sleep(0.02)
 
 
 # --- appending -----------------------------------------------------------------------------------------
@@ -362,7 +344,7 @@ def test_second_writer_waits_for_the_first_record(engine: Engine) -> None:
         chain.append(conn, ts=T0, kind="bot.started", data={"instance": "a"})
         t = threading.Thread(target=second)
         t.start()
-        _wait_for_blocked_writers(engine, 1)
+        wait_for_blocked_writers(engine, 1)
         trans.commit()
     t.join(timeout=60)
     assert not errors, f"second writer failed: {errors[0]!r}" if errors else ""

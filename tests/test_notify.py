@@ -96,15 +96,6 @@ class Receiver:
         self.server.server_close()
 
 
-@pytest.fixture(autouse=True)
-def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No proxy may carry a notification off this machine: every request goes straight to 127.0.0.1."""
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "*")
-    monkeypatch.setenv("no_proxy", "*")
-
-
 @pytest.fixture
 def receivers() -> Iterator[Any]:
     started: list[Receiver] = []

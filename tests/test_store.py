@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -19,6 +18,7 @@ from bot.store import audit as chain
 from bot.store.db import make_engine
 from bot.store.repo import ApprovalSpec, Note, Store
 from bot.store.tables import approvals, audit, audit_head, intents, notifications
+from tests.conftest import wait_for_blocked_writers
 
 T0 = 1_772_323_200.0  # 2026-03-01T00:00:00Z
 
@@ -288,24 +288,6 @@ def test_whole_amount_reads_back_in_plain_notation(engine: Engine, amount: Decim
 
 
 # --- concurrency -----------------------------------------------------------------------------------------
-def _wait_for_blocked_writers(engine: Engine, n: int, timeout: float = 10.0) -> None:
-    """Give `n` writer threads time to block on a lock (PostgreSQL: until it shows them waiting)."""
-    if engine.dialect.name != "postgresql":
-        time.sleep(0.5)  # SQLite writers wait in BEGIN IMMEDIATE's busy handler; nothing to observe
-        return
-    q = text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-    )
-    deadline = time.monotonic() + timeout
-    with engine.connect() as conn:
-        while time.monotonic() < deadline:
-            waiting = conn.execute(q).scalar_one()
-            conn.commit()  # pg_stat_activity is a per-transaction snapshot
-            if waiting >= n:
-                return
-            time.sleep(0.02)
-
-
 def test_concurrent_duplicate_create_gives_one_intent(engine: Engine) -> None:
     """Two writers creating the same intent at once: one gets True, the other False, and nothing raises."""
     store = Store(engine)
@@ -326,7 +308,7 @@ def test_concurrent_duplicate_create_gives_one_intent(engine: Engine) -> None:
         threads = [threading.Thread(target=writer) for _ in range(2)]
         for t in threads:
             t.start()
-        _wait_for_blocked_writers(engine, 2)
+        wait_for_blocked_writers(engine, 2)
         trans.commit()
     for t in threads:
         t.join(timeout=60)
