@@ -127,6 +127,7 @@ def build(
     send_notifications: bool = True,
     figures_every_seconds: float | None = 0.0,
     before_cycle: Callable[[float], None] | None = None,
+    kill_switch_poll_seconds: float = 0.0,
 ) -> Wired:
     """Wire a bot over paper venues. Pass `exchange` to rebuild a bot over an existing world (after a crash)."""
     require_paper(s)
@@ -158,5 +159,7 @@ def build(
         outbox=outbox,
         figures_every_seconds=figures_every_seconds,
         before_cycle=before_cycle,
+        reconcile_lag_seconds=s.bot.reconcile_lag_seconds,
+        kill_switch_poll_seconds=kill_switch_poll_seconds,
     )
     return Wired(bot, exchange, market, store)

@@ -34,6 +34,8 @@ app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 
+PAPER_BLOB = "blob:paper-exchange"
+
 ConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", help="Config file (default: $MARGINBOT_CONFIG, else config/paper.toml)."),
@@ -150,10 +152,14 @@ def run(
 async def _run(s: Settings, db: str | None, once: bool, for_seconds: float | None) -> None:
     from bot.app import build, open_store
     from bot.engine.clock import WallClock
+    from bot.venues import paper_state
 
     store = open_store(s, db)
     clock = WallClock()
     wired = build(s, store, clock)
+    saved = store.get_flag(PAPER_BLOB)
+    if saved is not None:  # the paper exchange carries on where the last run left it
+        paper_state.restore(wired.exchange, json.loads(saved))
     last = [clock.now()]
 
     def before(now: float) -> None:
@@ -178,6 +184,7 @@ async def _run(s: Settings, db: str | None, once: bool, for_seconds: float | Non
         while True:
             started = clock.now()
             result = await bot.cycle()
+            store.put_blob(PAPER_BLOB, json.dumps(paper_state.dump(wired.exchange)), result.now)
             typer.echo(_status_line(result, bot))
             if once or stop.is_set() or (deadline is not None and clock.now() >= deadline):
                 break
@@ -386,6 +393,182 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
             typer.echo(f"  {a['id']} needs {a['quorum']}, expires {exp} UTC: {a['reason']}")
 
     _guard(body)
+
+
+# --- kill switch and intents ----------------------------------------------------------------------------
+AsOpt = Annotated[str, typer.Option("--as", help="Who is acting (recorded in the audit trail).")]
+VenueOpt = Annotated[str | None, typer.Option("--venue", help="Only this venue (default: the whole bot).")]
+
+
+def _approver(s: Settings, name: str) -> str:
+    if name not in s.approvals.approvers:
+        raise BadInput(f"--as: {name!r} is not in approvals.approvers")
+    return name
+
+
+def _venue(s: Settings, venue: str | None) -> str | None:
+    if venue is not None and venue not in {v.name for v in s.venues}:
+        raise BadInput(f"--venue: no venue named {venue!r}")
+    return venue
+
+
+@app.command()
+def halt(
+    by: AsOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded and notified).")],
+    venue: VenueOpt = None,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Kill switch: stop every money move (the whole bot, or one venue). Honoured within one cycle."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.engine.killswitch import KillSwitch
+
+        s = _settings(config)
+        if not by.strip() or not reason.strip():
+            raise BadInput("--as and --reason must not be empty")
+        where = _venue(s, venue)
+        KillSwitch(open_store(s, db), poll_seconds=0, desk=s.bot.desk).halt(
+            time.time(), by=by, reason=reason, venue=where
+        )
+        typer.echo(f"halted {where or 'all venues'}: no money moves until `marginbot resume`")
+
+    _guard(body)
+
+
+@app.command()
+def resume(by: AsOpt, venue: VenueOpt = None, config: ConfigOpt = None, db: DbOpt = None) -> None:
+    """Lift the kill switch (an approver only). Venues come back through `stale` to a fresh observation."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.engine.killswitch import KillSwitch
+
+        s = _settings(config)
+        name, where = _approver(s, by), _venue(s, venue)
+        if not KillSwitch(open_store(s, db), poll_seconds=0, desk=s.bot.desk).resume(
+            time.time(), by=name, venue=where
+        ):
+            typer.echo(f"{where or 'the bot'} was not halted")
+            return
+        typer.echo(f"resumed {where or 'all venues'}")
+
+    _guard(body)
+
+
+@app.command()
+def intents(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """List open intents: unknown outcomes first, then in flight, then awaiting approval."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.core.actions import OPEN_STATUSES
+
+        s = _settings(config)
+        order = {"unknown": 0, "approved": 1, "submitted": 2, "pending_approval": 3, "proposed": 4}
+        rows = [r for r in open_store(s, db).intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
+        rows.sort(key=lambda r: (order.get(r["status"], 9), r["created_at"]))
+        out = [
+            {
+                "id": r["id"],
+                "status": r["status"],
+                "kind": r["kind"],
+                "venue": r["venue"],
+                "route": r["route"],
+                "asset": r["asset"],
+                "amount": format(r["amount"], "f"),
+                "usd": format(r["usd"], "f"),
+                "created_at": _iso(r["created_at"]),
+                "venue_ref": r["venue_ref"],
+                "error": r["error"],
+            }
+            for r in rows
+        ]
+        if as_json:
+            typer.echo(json.dumps({"intents": out}, indent=2))
+            return
+        if not out:
+            typer.echo("no open intents")
+            return
+        for r in out:
+            typer.echo(
+                f"{r['id']}  {r['status']:<16} {r['kind']:<5} {r['amount']} {r['asset']} via {r['route']} "
+                f"({r['venue']}) since {r['created_at']}"
+                + (f"  last error: {r['error']}" if r["error"] else "")
+            )
+
+    _guard(body)
+
+
+@app.command()
+def resolve(
+    intent_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The intent id (the client id sent to the venue).")
+    ],
+    by: AsOpt,
+    outcome: Annotated[str, typer.Option("--outcome", help="confirmed or failed, as the venue shows it")],
+    reason: Annotated[str, typer.Option("--reason", help="What you checked at the venue.")],
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Close an open intent by hand after checking the venue (an approver only); audited and notified."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.core.actions import OPEN_STATUSES, IntentStatus
+        from bot.engine.killswitch import KillSwitch
+        from bot.notify import note
+
+        s = _settings(config)
+        name = _approver(s, by)
+        if outcome not in ("confirmed", "failed"):
+            raise BadInput(f"--outcome: expected confirmed or failed, got {outcome!r}")
+        if not reason.strip():
+            raise BadInput("--reason must say what was checked at the venue")
+        store = open_store(s, db)
+        row = store.get_intent(intent_id)
+        if row is None:
+            raise BadInput(f"ID: no intent {intent_id!r}")
+        if row.status not in OPEN_STATUSES or row.status is IntentStatus.PENDING_APPROVAL:
+            typer.echo(
+                f"error: intent {intent_id} is {row.status.value}: only transfers in flight or of unknown "
+                "outcome are resolved by hand",
+                err=True,
+            )
+            raise typer.Exit(1)
+        now = time.time()
+        status = IntentStatus(outcome)
+        what = f"{row.kind.value} {row.amount} {row.asset} via {row.route}"
+        store.set_intent_status(
+            intent_id,
+            status,
+            now,
+            venue=row.venue,
+            data={"resolved_by": name, "reason": reason, "by_hand": True, "was": row.status.value},
+            notes=[
+                note(
+                    "warning",
+                    "resolved",
+                    f"{row.venue}: {what} resolved {outcome} by {name}",
+                    desk=s.bot.desk,
+                    venue=row.venue,
+                    asset=row.asset,
+                    detail=f"intent {intent_id}: {reason}",
+                )
+            ],
+        )
+        KillSwitch(store, poll_seconds=0, desk=s.bot.desk).mark_intents_changed(
+            now, by=name, intent_id=intent_id
+        )
+        typer.echo(f"intent {intent_id} resolved as {outcome} (was {row.status.value})")
+
+    _guard(body)
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 # --- audit -----------------------------------------------------------------------------------------------

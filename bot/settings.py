@@ -42,6 +42,7 @@ class BotSection(Model):
     max_data_age_seconds: Annotated[float, Field(gt=0, le=86400)] = 30.0
     regime: Literal["normal", "high_vol"] = "normal"
     desk: Name = "treasury"
+    reconcile_lag_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 120.0
 
 
 class BandModel(Model):

@@ -75,6 +75,22 @@ def _incoming_usd(
     return total
 
 
+def _last_money_movement(intents: tuple[IntentView, ...], venue: str) -> float:
+    """When collateral last arrived at (a settled top-up) or left (a sweep sent from) this venue."""
+    last = float("-inf")
+    for i in intents:
+        if i.venue != venue:
+            continue
+        if i.kind is TransferKind.TOPUP and i.settled_at is not None and i.settled_at > last:
+            last = i.settled_at
+        elif i.kind is TransferKind.SWEEP and i.status in _LEFT_VENUE and i.created_at > last:
+            last = i.created_at
+    return last
+
+
+_LEFT_VENUE = frozenset({IntentStatus.SUBMITTED, IntentStatus.UNKNOWN, IntentStatus.CONFIRMED})
+
+
 def _automatic_spent(world: World) -> Decimal:
     start = world.now - DAY_SECONDS
     return sum(
@@ -119,18 +135,17 @@ def decide(world: World, policy: Policy) -> Decision:
                 transitions.append(Transition(venue, before, trigger, after))
                 current[0] = after
 
-        if world.halted:
-            observed[name] = None
-            if current[0] is not VenueState.HALTED:
-                move(Trigger.HALT)
-            continue
-        if current[0] is VenueState.HALTED:
+        halted = world.halted or name in world.halted_venues
+        if halted and current[0] is not VenueState.HALTED:
+            move(Trigger.HALT)
+        elif not halted and current[0] is VenueState.HALTED:
             move(Trigger.RESUME)
         if snap is None or world.now - snap.ts > policy.max_data_age_seconds:
             observed[name] = None
             age = "no answer" if snap is None else f"data {world.now - snap.ts:.0f}s old"
             alerts.append(Alert("stale", "warning", name, None, f"{name}: {age}; no decision on stale data"))
-            move(Trigger.DATA_STALE)
+            if not halted:
+                move(Trigger.DATA_STALE)
             continue
 
         # the venue's own figures where it reports them (it liquidates on those), else our computation
@@ -170,6 +185,24 @@ def decide(world: World, policy: Policy) -> Decision:
                     )
                 )
 
+        if halted:
+            continue  # watched and alerted on, never acted on, until a human resumes it
+
+        last_move = _last_money_movement(world.intents, name)
+        if snap.ts < last_move:
+            # the balance was read before the last transfer landed or left: acting on it could double a move
+            alerts.append(
+                Alert(
+                    "stale",
+                    "warning",
+                    name,
+                    None,
+                    f"{name}: balance read before the last transfer settled; waiting for a fresh one",
+                )
+            )
+            move(Trigger.DATA_STALE)
+            continue
+
         mine = open_by_venue.get(name, [])
         awaiting = False
         for i in mine:
@@ -190,7 +223,9 @@ def decide(world: World, policy: Policy) -> Decision:
         buffer_eff = 1.0 - f.im / equity_eff if equity_eff > 0 else float("-inf")
         planned_here: list[Planned] = []
 
-        if buffer_eff < band.min and not awaiting:
+        if not world.moves_allowed:
+            pass  # the startup gate: nothing moves until every open intent is reconciled
+        elif buffer_eff < band.min and not awaiting:
             need = topup_usd(f, band.target, incoming)
             routes = _usable_routes(
                 [r for r in policy.routes if r.venue == name and r.kind is TransferKind.TOPUP], world

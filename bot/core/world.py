@@ -77,6 +77,8 @@ class IntentView:
     status: IntentStatus
     created_at: float
     automatic: bool
+    settled_at: float | None = None
+    acknowledged: bool = False  # the venue answered with its own reference for it at some point
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +104,8 @@ class World:
     states: Mapping[str, VenueState]
     accounts: Mapping[str, AccountSnapshot | None]
     intents: tuple[IntentView, ...]
-    halted: bool = False
+    halted: bool = False  # the kill switch: nothing moves anywhere
+    halted_venues: frozenset[str] = (
+        frozenset()
+    )  # venues halted one by one (e.g. a liquidation found at start)
+    moves_allowed: bool = True  # False until every open intent is reconciled after a start (the startup gate)

@@ -1,8 +1,12 @@
 """The bot: observe → decide → record intent → act → reconcile, one cycle at a time.
 
-The bot keeps a write-through cache of its intents and venue states, so a quiet cycle does no database
-I/O; everything it changes is committed (with its audit record) before it is acted on. A `Bot` can be
-torn down at any point and rebuilt from the store with `start()`.
+The bot keeps a write-through cache of its intents and venue states, so a quiet cycle does little I/O;
+everything it changes is committed (with its audit record) before it is acted on. A `Bot` can be torn
+down at any point and rebuilt from the store with `start()`, which reconciles every open intent before
+any money may move again (the startup gate).
+
+Fail closed: if reading the kill switch, reconciling, or the risk checks in `decide` raise, the bot sets
+the kill switch itself (persisted, audited, a critical notification) and moves nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 
@@ -22,23 +25,21 @@ from bot.core.fsm import VenueState
 from bot.core.margin import Figures
 from bot.core.policy import Regime
 from bot.core.world import DAY_SECONDS, AccountSnapshot, IntentView, Policy, VenueSnapshot, World
+from bot.engine.alerts import AlertBook, RaisedAlert
 from bot.engine.clock import Clock
-from bot.engine.executor import Executor, Outcome, request_for
+from bot.engine.executor import Executor, Outcome
+from bot.engine.killswitch import Controls, KillSwitch
+from bot.engine.positions import PositionWatch
+from bot.engine.reconcile import Reconciler
 from bot.errors import MarginbotError
 from bot.notify import OutboxWorker, note
-from bot.store.repo import Note, Store, VenueFigures
-from bot.venues.base import AccountPort, TransferPort, TransferState, VenuePort
+from bot.store.repo import Store, VenueFigures
+from bot.venues.base import AccountPort, TransferPort, VenuePort
 
 log = structlog.get_logger("marginbot.bot")
 
-_EXECUTOR_NOTIFIED = frozenset({"approval"})  # the executor's own notification carries the details
 _IN_FLIGHT = frozenset({IntentStatus.SUBMITTED, IntentStatus.UNKNOWN})
-
-
-@dataclass(frozen=True, slots=True)
-class RaisedAlert:
-    ts: float
-    alert: Alert
+BOT = "marginbot"  # the name the bot uses when it sets the kill switch itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,9 @@ class CycleResult:
     decision: Decision
     outcomes: tuple[Outcome, ...]
     raised: tuple[Alert, ...]
+
+
+_NOTHING = Decision((), (), (), (), {})
 
 
 class Bot:
@@ -65,6 +69,8 @@ class Bot:
         desk: str,
         expires_minutes: float,
         repeat_minutes: float,
+        reconcile_lag_seconds: float = 120.0,
+        kill_switch_poll_seconds: float = 0.0,
         outbox: OutboxWorker | None = None,
         figures_every_seconds: float | None = 0.0,
         before_cycle: Callable[[float], None] | None = None,
@@ -79,34 +85,60 @@ class Bot:
         self.desk = desk
         self.routes = {r.name: r for r in policy.routes}
         self.executor = Executor(store, transfers, self.routes, desk=desk, expires_minutes=expires_minutes)
-        self.repeat_seconds = repeat_minutes * 60.0
+        self.reconciler = Reconciler(
+            store, transfers, self.routes, lag_seconds=reconcile_lag_seconds, desk=desk
+        )
+        self.kill = KillSwitch(store, poll_seconds=kill_switch_poll_seconds, desk=desk)
+        self.alerts = AlertBook(desk=desk, repeat_seconds=repeat_minutes * 60.0)
         self.outbox = outbox
         self.figures_every = figures_every_seconds
         self.before_cycle = before_cycle
         self.states: dict[str, VenueState] = {}
         self.since: dict[str, float] = {}
+        self.watch = PositionWatch({})
         self._intents: dict[str, IntentView] = {}
         self._intent_tuple: tuple[IntentView, ...] = ()
         self._in_flight: tuple[IntentView, ...] = ()
         self._expiries: dict[str, float] = {}
-        self._active_alerts: dict[tuple[str, str, str | None], float] = {}
+        self._unreconciled: set[str] = set()  # open intents not yet classified since start: the startup gate
+        self._intents_mark: str | None = None
         self._last_figures_at = float("-inf")
         self._last_observed: Mapping[str, Figures | None] = {}
         self._flush_task: asyncio.Task[int] | None = None
-        self.alert_log: list[RaisedAlert] = []
         # breach observed -> first intent committed and accepted by the venue (for `marginbot bench`)
         self.last_reaction_seconds: float | None = None
 
+    @property
+    def alert_log(self) -> list[RaisedAlert]:
+        return self.alerts.log
+
     # --- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Load venue states, open and recent intents and pending approvals from the store."""
+        """Rebuild from the store: states, intents, approvals, positions; then reconcile every open intent."""
         now = self.clock.now()
         stored = self.store.venue_states()
         self.states = {v: VenueState(stored.get(v, VenueState.STALE.value)) for v in self.policy.venues}
         self.since = dict.fromkeys(self.policy.venues, now)
-        self._intents = {i.id: i for i in self.store.load_intents(now - 2 * DAY_SECONDS)}
-        self._reindex()
-        self._expiries = self.store.approval_expiries()
+        self.watch = PositionWatch(self.store.known_positions())
+        self._load_intents(now)
+        # an intent still `approved` was recorded by a process that stopped before recording the venue's answer:
+        # it may or may not have been sent, so it is unknown until the venue is asked
+        for i in [i for i in self._intent_tuple if i.status is IntentStatus.APPROVED and i.automatic]:
+            self.store.set_intent_status(
+                i.id,
+                IntentStatus.UNKNOWN,
+                now,
+                venue=i.venue,
+                data={"reconciled": "the bot stopped between recording the intent and the venue's answer"},
+            )
+            self._set(dataclasses.replace(i, status=IntentStatus.UNKNOWN))
+        self._unreconciled = {i.id for i in self._in_flight}
+        try:
+            self._intents_mark = self.kill.read(now).intents_mark
+        except Exception as e:  # an unreadable kill switch is on
+            self._fail_closed(now, "reading the kill switch", e)
+        if self._unreconciled:
+            await self._reconcile(now)
 
     async def close(self) -> None:
         if self._flush_task is not None:
@@ -117,6 +149,10 @@ class Bot:
         """(transfers in flight or of unknown outcome, requests awaiting approval), from the cache."""
         pending = sum(1 for i in self._intent_tuple if i.status is IntentStatus.PENDING_APPROVAL)
         return len(self._in_flight), pending
+
+    @property
+    def gate_open(self) -> bool:
+        return not self._unreconciled
 
     def set_regime(self, regime: Regime) -> None:
         if regime is not self.regime:
@@ -133,11 +169,16 @@ class Bot:
         now = self.clock.now()
         if self.before_cycle is not None:
             self.before_cycle(now)
+        controls = self._controls(now)
         if self._in_flight:
-            await self._reconcile(now)
+            try:
+                await self._reconcile(now)
+            except Exception as e:  # fail closed
+                controls = self._fail_closed(now, "reconciliation", e)
         if self._expiries:
             self._expire(now)
         snapshots, accounts = await self._observe()
+        halted_venues = controls.halted_venues | self._watch_positions(now, snapshots)
         world = World(
             now=now,
             regime=self.regime,
@@ -145,9 +186,16 @@ class Bot:
             states=self.states,
             accounts=accounts,
             intents=self._intent_tuple,
+            halted=controls.halted,
+            halted_venues=halted_venues,
+            moves_allowed=not self._unreconciled,
         )
         observed_at = time.perf_counter()
-        decision = decide(world, self.policy)
+        try:
+            decision = decide(world, self.policy)
+        except Exception as e:  # fail closed: the risk checks themselves failed
+            self._fail_closed(now, "the risk checks", e)
+            decision = _NOTHING
         # money first: each intent is committed and sent before the cycle's telemetry is written
         outcomes = []
         for planned in decision.actions:
@@ -158,7 +206,19 @@ class Bot:
                 self._remember(outcome.view, now)
             if len(outcomes) == 1 and self.executor.last_submitted_at is not None:
                 self.last_reaction_seconds = self.executor.last_submitted_at - observed_at
-        events, notes, raised = self._alerts(now, decision.alerts)
+        alerts = decision.alerts
+        if self._unreconciled:
+            alerts = (
+                *alerts,
+                Alert(
+                    "startup_gate",
+                    "critical",
+                    "*",
+                    None,
+                    f"no money moves until {len(self._unreconciled)} open intent(s) are reconciled",
+                ),
+            )
+        events, notes, raised = self.alerts.update(now, alerts)
         if decision.transitions or events:
             self.store.record_transitions(
                 now,
@@ -178,6 +238,27 @@ class Bot:
         if self.outbox is not None and (self._flush_task is None or self._flush_task.done()):
             self._flush_task = asyncio.create_task(self._flush(now))
         return CycleResult(now, decision.observed, self.states, decision, tuple(outcomes), raised)
+
+    def _controls(self, now: float) -> Controls:
+        """The kill switch; a change made by a person to an intent makes the cache reload."""
+        try:
+            controls = self.kill.read(now)
+        except Exception as e:  # a kill switch that cannot be read counts as on
+            return self._fail_closed(now, "reading the kill switch", e)
+        if controls.intents_mark != self._intents_mark:
+            self._intents_mark = controls.intents_mark
+            self._load_intents(now)
+            self._unreconciled &= {i.id for i in self._in_flight}
+        return controls
+
+    def _fail_closed(self, now: float, what: str, e: BaseException) -> Controls:
+        reason = f"fail-closed: {what} raised {type(e).__name__}: {e}"
+        log.error("failing closed", what=what, error=type(e).__name__)
+        try:
+            self.kill.halt(now, by=BOT, reason=reason[:500])
+        except Exception as e2:  # even the store is gone: hold in memory, the next cycle tries again
+            log.error("could not persist the halt", error=type(e2).__name__)
+        return Controls(True, frozenset(), {"ctl:halt": reason}, self._intents_mark)
 
     async def _observe(self) -> tuple[dict[str, VenueSnapshot | None], dict[str, AccountSnapshot | None]]:
         snaps: dict[str, VenueSnapshot | None] = {}
@@ -199,23 +280,46 @@ class Bot:
                 accts[a.name] = None
         return snaps, accts
 
+    def _watch_positions(self, now: float, snapshots: Mapping[str, VenueSnapshot | None]) -> frozenset[str]:
+        """Record position changes; a change that happened while the bot was down halts that venue."""
+        halted: set[str] = set()
+        for snap in snapshots.values():
+            if snap is None:
+                continue
+            change = self.watch.check(snap)
+            if change is None:
+                continue
+            self.store.save_positions(change.venue, change.after, now, changed_from=change.before)
+            if change.while_down:
+                self.kill.halt(
+                    now,
+                    by=BOT,
+                    venue=change.venue,
+                    reason=f"positions changed while the bot was down (a liquidation?): "
+                    f"{change.before} -> {change.after}",
+                )
+                halted.add(change.venue)
+        return frozenset(halted)
+
     # --- intents -----------------------------------------------------------------------------------------
+    def _load_intents(self, now: float) -> None:
+        self._intents = {i.id: i for i in self.store.load_intents(now - 2 * DAY_SECONDS)}
+        self._expiries = self.store.approval_expiries()
+        self._reindex()
+
     def _remember(self, view: IntentView, now: float) -> None:
         """Cache an intent the executor just recorded (write-through: the store already has it)."""
         self._intents[view.id] = view
         if view.status is IntentStatus.PENDING_APPROVAL:
             self._expiries[view.id] = now + self.executor.expires_seconds
-        self._prune(now)
-
-    def _set_status(self, intent: IntentView, status: IntentStatus) -> None:
-        self._intents[intent.id] = dataclasses.replace(intent, status=status)
-        self._reindex()
-
-    def _prune(self, now: float) -> None:
         horizon = now - 2 * DAY_SECONDS
         self._intents = {
             k: i for k, i in self._intents.items() if i.created_at > horizon or i.status in OPEN_STATUSES
         }
+        self._reindex()
+
+    def _set(self, intent: IntentView) -> None:
+        self._intents[intent.id] = intent
         self._reindex()
 
     def _reindex(self) -> None:
@@ -225,68 +329,11 @@ class Bot:
 
     async def _reconcile(self, now: float) -> None:
         """Look every in-flight or unknown transfer up at the venue and adopt what it says."""
-        for i in [
-            i for i in self._intent_tuple if i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN)
-        ]:
-            route = self.routes.get(i.route)
-            if route is None:
-                continue
-            try:
-                receipt = await self.transfers.lookup(request_for(route, intent_id=i.id, amount=i.amount))
-            except Exception as e:  # a failed lookup changes nothing: try again next cycle
-                log.debug("lookup failed", intent=i.id, error=str(e))
-                continue
-            if receipt is None:
-                continue
-            if receipt.state is TransferState.SETTLED:
-                self.store.set_intent_status(
-                    i.id,
-                    IntentStatus.CONFIRMED,
-                    now,
-                    venue=i.venue,
-                    venue_ref=receipt.venue_ref,
-                    notes=[
-                        note(
-                            "info",
-                            "transfer",
-                            f"{i.venue}: {i.kind.value} {i.amount} {i.asset} via {i.route} confirmed",
-                            desk=self.desk,
-                            venue=i.venue,
-                            asset=i.asset,
-                        )
-                    ],
-                )
-                self._set_status(i, IntentStatus.CONFIRMED)
-            elif receipt.state is TransferState.FAILED:
-                self.store.set_intent_status(
-                    i.id,
-                    IntentStatus.FAILED,
-                    now,
-                    venue=i.venue,
-                    venue_ref=receipt.venue_ref,
-                    notes=[
-                        note(
-                            "critical",
-                            "transfer_failed",
-                            f"{i.venue}: {i.kind.value} {i.amount} {i.asset} "
-                            f"via {i.route} failed at the venue",
-                            desk=self.desk,
-                            venue=i.venue,
-                            asset=i.asset,
-                        )
-                    ],
-                )
-                self._set_status(i, IntentStatus.FAILED)
-            elif i.status is IntentStatus.UNKNOWN:
-                self.store.set_intent_status(
-                    i.id,
-                    IntentStatus.SUBMITTED,
-                    now,
-                    venue=i.venue,
-                    venue_ref=receipt.venue_ref,
-                    data={"reconciled": True},
-                )
-                self._set_status(i, IntentStatus.SUBMITTED)
+        for f in await self.reconciler.run(self._in_flight, now):
+            if f.intent is not self._intents.get(f.intent.id):
+                self._set(f.intent)
+            if f.classified:
+                self._unreconciled.discard(f.intent.id)
 
     def _expire(self, now: float) -> None:
         for intent_id, expires_at in list(self._expiries.items()):
@@ -312,56 +359,10 @@ class Bot:
                         )
                     ],
                 )
-                self._set_status(i, IntentStatus.EXPIRED)
+                self._set(dataclasses.replace(i, status=IntentStatus.EXPIRED))
                 del self._expiries[intent_id]
 
-    # --- alerts and telemetry ----------------------------------------------------------------------------
-    def _alerts(
-        self, now: float, alerts: Sequence[Alert]
-    ) -> tuple[list[tuple[str, str | None, dict[str, Any]]], list[Note], tuple[Alert, ...]]:
-        """Raise new alerts, repeat long-standing ones every `repeat_minutes`, clear the ones that went away.
-
-        Returns the audit events and notifications to commit, and the alerts newly raised.
-        """
-        if not alerts and not self._active_alerts:
-            return [], [], ()
-        events: list[tuple[str, str | None, dict[str, Any]]] = []
-        notes: list[Note] = []
-        raised: list[Alert] = []
-        current: set[tuple[str, str, str | None]] = set()
-        for a in alerts:
-            key = (a.kind, a.venue, a.asset)
-            if key in current:
-                continue
-            current.add(key)
-            last = self._active_alerts.get(key)
-            if last is None or now - last >= self.repeat_seconds:
-                kind = "alert.raised" if last is None else "alert.repeated"
-                events.append((kind, a.venue, {"kind": a.kind, "severity": a.severity, "message": a.message}))
-                if a.kind not in _EXECUTOR_NOTIFIED:
-                    notes.append(
-                        note(a.severity, a.kind, a.message, desk=self.desk, venue=a.venue, asset=a.asset)
-                    )
-                self._active_alerts[key] = now
-                if last is None:
-                    raised.append(a)
-                    self.alert_log.append(RaisedAlert(now, a))
-        for key in [k for k in self._active_alerts if k not in current]:
-            del self._active_alerts[key]
-            events.append(("alert.cleared", key[1], {"kind": key[0]}))
-            if key[0] not in _EXECUTOR_NOTIFIED:
-                notes.append(
-                    note(
-                        "info",
-                        key[0],
-                        f"{key[1]}: {key[0]} alert cleared",
-                        desk=self.desk,
-                        venue=key[1],
-                        asset=key[2],
-                    )
-                )
-        return events, notes, tuple(raised)
-
+    # --- telemetry ---------------------------------------------------------------------------------------
     def flush_figures(self, now: float) -> None:
         rows = []
         for v in self.policy.venues:

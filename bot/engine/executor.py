@@ -154,7 +154,10 @@ class Executor:
             a.intent_id, a.venue, request_for(route, intent_id=a.intent_id, amount=a.amount), now, what
         )
         assert out.status is not None
-        return dataclasses.replace(out, view=_view(a, route.fee, out.status, now, automatic=True))
+        view = _view(a, route.fee, out.status, now, automatic=True)
+        if out.receipt is not None:
+            view = dataclasses.replace(view, acknowledged=True)
+        return dataclasses.replace(out, view=view)
 
     async def submit(
         self, intent_id: str, venue: str, req: TransferRequest, now: float, what: str
@@ -227,6 +230,27 @@ class Executor:
                 ],
             )
             return Outcome(intent_id, IntentStatus.UNKNOWN)
+        if receipt.state is None:  # an answer with no usable status: it may or may not have happened
+            self.store.set_intent_status(
+                intent_id,
+                IntentStatus.UNKNOWN,
+                now,
+                venue=venue,
+                venue_ref=receipt.venue_ref,
+                error="the venue's answer carried no status",
+                notes=[
+                    note(
+                        "critical",
+                        "unknown_intent",
+                        f"{venue}: {what} outcome unknown; route blocked",
+                        desk=self.desk,
+                        venue=venue,
+                        asset=req.asset,
+                        detail=f"intent {intent_id}: the answer carried no status; it will be looked up",
+                    )
+                ],
+            )
+            return Outcome(intent_id, IntentStatus.UNKNOWN, receipt)
         self.store.set_intent_status(
             intent_id,
             IntentStatus.SUBMITTED,

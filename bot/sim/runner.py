@@ -8,10 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.app import build
+from bot.app import Wired, build
 from bot.core.fsm import VenueState
 from bot.core.policy import Regime
-from bot.engine.bot import Bot, RaisedAlert
+from bot.engine.alerts import RaisedAlert
+from bot.engine.bot import Bot
 from bot.engine.clock import SimClock
 from bot.settings import Settings
 from bot.sim.market import AssetProcess, Market
@@ -19,10 +20,14 @@ from bot.sim.scenario import (
     Crash,
     FundingEvent,
     HaircutEvent,
+    Halt,
+    MalformedAnswer,
     MarginRates,
     PriceShock,
     RegimeEvent,
+    Resume,
     Scenario,
+    ServerError,
     StaleData,
     TimeoutAfterEffect,
     TransferFreeze,
@@ -101,17 +106,31 @@ class Replay:
             exchange.freeze(e.venue_or_account, e.steps * span - 1e-6)
         elif isinstance(e, TimeoutAfterEffect):
             exchange.timeout_after_effect(e.route, e.count)
+        elif isinstance(e, ServerError):
+            exchange.server_error(e.route, e.count)
+        elif isinstance(e, MalformedAnswer):
+            exchange.malformed_answer(e.route, e.count)
+        elif isinstance(e, Halt):
+            bot.kill.halt(self.clock.now(), by=e.by, reason=e.reason)
+        elif isinstance(e, Resume):
+            bot.kill.resume(self.clock.now(), by=e.by)
 
-    async def run(self) -> dict[str, Any]:
-        sc = self.scenario
-        wired = build(
+    def _build(self, exchange: PaperExchange | None = None) -> Wired:
+        # in a replay only this process changes the kill switch, so it is re-read only when it changed
+        return build(
             self.settings,
             self.store,
             self.clock,
             market=self.market,
+            exchange=exchange,
             send_notifications=False,
             figures_every_seconds=None,
+            kill_switch_poll_seconds=math.inf,
         )
+
+    async def run(self) -> dict[str, Any]:
+        sc = self.scenario
+        wired = self._build()
         bot, exchange = wired.bot, wired.exchange
         await bot.start()
         alert_log: list[RaisedAlert] = []
@@ -123,6 +142,7 @@ class Replay:
         alert_u = {v: p.alert_utilization for v, p in bot.policy.venues.items()}
         every = max(1, sc.steps // 100)
         step_seconds = sc.step_seconds
+        crashed = False
         for i in range(sc.steps):
             self.clock.set(self.start + i * step_seconds)
             if i:
@@ -131,6 +151,13 @@ class Replay:
             if todo:
                 for e in todo:
                     self._apply(e, exchange, bot)
+            if crashed:  # the process died after the last step: a new one is built from the database
+                alert_log.extend(bot.alert_log)
+                regime = bot.regime
+                bot = self._build(exchange).bot
+                bot.regime = regime
+                await bot.start()
+                crashed = False
             exchange.advance()
             result = await bot.cycle()
             for v in venue_names:
@@ -146,20 +173,7 @@ class Replay:
                     st.steps_above_alert += 1
                 st.final_utilization = u
             if todo and any(isinstance(e, Crash) for e in todo):
-                # the process dies after this step; a new one is built from the database at the next
-                alert_log.extend(bot.alert_log)
-                wired = build(
-                    self.settings,
-                    self.store,
-                    self.clock,
-                    exchange=exchange,
-                    send_notifications=False,
-                    figures_every_seconds=None,
-                )
-                regime = bot.regime
-                bot = wired.bot
-                bot.regime = regime
-                await bot.start()
+                crashed = True  # the process dies after this step
             if self.progress is not None and (i % every == 0 or i == sc.steps - 1):
                 self.progress(i + 1, sc.steps)
         await bot.close()
@@ -230,7 +244,7 @@ class Replay:
             ],
             "notifications": self.store.notification_count(),
             "audit": {"events": verified.records, "chain_ok": verified.ok},
-            "halted": any(s is VenueState.HALTED for s in bot.states.values()),
+            "halted": bot.kill.read(self.clock.now()).halted,
             "final_prices": {a: round(p, 8) for a, p in sorted(self.market.prices.items())},
         }
 

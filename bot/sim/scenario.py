@@ -100,6 +100,22 @@ class TimeoutAfterEffect(_Event):
     count: Annotated[int, Field(ge=1)] = 1
 
 
+class ServerError(_Event):
+    """The next `count` transfer calls on `route` answer 5xx before any effect: the outcome looks unknown."""
+
+    type: Literal["server_error"]
+    route: Name
+    count: Annotated[int, Field(ge=1)] = 1
+
+
+class MalformedAnswer(_Event):
+    """The next `count` transfers on `route` happen, but the answer carries no status."""
+
+    type: Literal["malformed_answer"]
+    route: Name
+    count: Annotated[int, Field(ge=1)] = 1
+
+
 class Crash(_Event):
     type: Literal["crash"]
 
@@ -144,6 +160,8 @@ Event = Annotated[
     | TransferFreeze
     | Liquidity
     | TimeoutAfterEffect
+    | ServerError
+    | MalformedAnswer
     | Crash
     | Approve
     | Reject
@@ -158,8 +176,6 @@ NOT_BUILT = {
     "exposure": "hedge exposure belongs to the hedge engine",
     "approve": "deciding approval requests",
     "reject": "deciding approval requests",
-    "halt": "the kill switch",
-    "resume": "the kill switch",
 }
 
 
@@ -203,7 +219,7 @@ def check_against(sc: Scenario, s: Settings) -> None:
             )
         if isinstance(e, TransferFreeze) and e.venue_or_account not in venues | accounts:
             problems.append(f"events[{i}].venue_or_account: no venue or account named {e.venue_or_account!r}")
-        if isinstance(e, TimeoutAfterEffect) and e.route not in routes:
+        if isinstance(e, (TimeoutAfterEffect, ServerError, MalformedAnswer)) and e.route not in routes:
             problems.append(f"events[{i}].route: no route named {e.route!r}")
         if e.type in NOT_BUILT:
             missing.append(f"events[{i}] ({e.type}): {NOT_BUILT[e.type]} is not available in this release")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferAction, TransferKind
@@ -78,6 +78,7 @@ class Store:
         self.engine = engine
         self.config_hash = config_hash
         self.min_rank = SEVERITY_RANK[min_severity]
+        self.flags_version = 0  # bumped by every flag this process sets, so cached readers know to re-read
 
     # --- helpers -----------------------------------------------------------------------------------
     def _read(self) -> Connection:
@@ -255,6 +256,7 @@ class Store:
         venue_ref: str | None = None,
         error: str | None = None,
         notes: Iterable[Note] = (),
+        settled_at: float | None = None,
     ) -> None:
         values: dict[str, Any] = {"status": status.value, "updated_at": ts}
         if venue_ref is not None:
@@ -264,7 +266,7 @@ class Store:
         if status is IntentStatus.SUBMITTED:
             values["submitted_at"] = ts
         if status is IntentStatus.CONFIRMED:
-            values["settled_at"] = ts
+            values["settled_at"] = settled_at if settled_at is not None else ts
         with _integrity(f"intent {intent_id} status {status.value}"), self.engine.begin() as conn:
             conn.execute(_UPDATE_INTENT, {"i_id": intent_id, **values})
             if status in (IntentStatus.EXPIRED, IntentStatus.REJECTED, IntentStatus.APPROVED):
@@ -397,6 +399,63 @@ class Store:
             row = conn.execute(select(flags.c.value).where(flags.c.key == key)).first()
             return None if row is None else str(row.value)
 
+    def flags_with_prefix(self, prefix: str) -> dict[str, str]:
+        with self._read() as conn:
+            q = select(flags.c.key, flags.c.value).where(flags.c.key.startswith(prefix, autoescape=True))
+            return {r.key: str(r.value) for r in conn.execute(q)}
+
+    def set_flag(
+        self,
+        key: str,
+        value: str | None,
+        ts: float,
+        *,
+        events: Sequence[tuple[str, str | None, dict[str, Any]]] = (),
+        notes: Iterable[Note] = (),
+    ) -> None:
+        """Set (or, with None, clear) a persisted flag, with its audit records and notifications."""
+        with _integrity(f"flag {key}"), self.engine.begin() as conn:
+            conn.execute(delete(flags).where(flags.c.key == key))
+            if value is not None:
+                conn.execute(insert(flags).values(key=key, value=value, updated_at=ts))
+            for kind, venue, data in events:
+                self._audit(conn, ts, kind, data, venue)
+            self._notes(conn, ts, notes)
+        self.flags_version += 1
+
+    def put_blob(self, key: str, value: str, ts: float) -> None:
+        """Unaudited state kept for convenience (the paper exchange between runs); never money decisions."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(flags).where(flags.c.key == key))
+            conn.execute(insert(flags).values(key=key, value=value, updated_at=ts))
+
+    # --- positions seen, to notice what changed while the bot was down -------------------------------------
+    def known_positions(self) -> dict[str, str]:
+        with self._read() as conn:
+            q = select(venue_status.c.venue, venue_status.c.positions).where(
+                venue_status.c.positions.is_not(None)
+            )
+            return {r.venue: str(r.positions) for r in conn.execute(q)}
+
+    def save_positions(self, venue: str, positions: str, ts: float, *, changed_from: str | None) -> None:
+        """Remember a venue's positions; a change seen while running is an audit record."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(venue_status)
+                .where(venue_status.c.venue == venue)
+                .values(positions=positions, updated_at=ts)
+            ).rowcount
+            if not done:
+                conn.execute(
+                    insert(venue_status).values(
+                        venue=venue, state="stale", since=ts, positions=positions, updated_at=ts
+                    )
+                )
+            if changed_from is not None:
+                self._audit(
+                    conn, ts, "venue.positions_changed", {"from": changed_from, "to": positions}, venue
+                )
+
 
 @contextlib.contextmanager
 def _integrity(what: str) -> Iterator[None]:
@@ -420,4 +479,6 @@ def _view(r: Any) -> IntentView:
         status=IntentStatus(r.status),
         created_at=r.created_at,
         automatic=bool(r.automatic),
+        settled_at=r.settled_at,
+        acknowledged=r.venue_ref is not None,
     )

@@ -136,6 +136,9 @@ venue_status = Table(
     Column("mm", Float),
     Column("utilization", Float),
     Column("mm_ratio", Float),
+    Column(
+        "positions", Text
+    ),  # last positions seen (canonical JSON), to notice changes while the bot was down
     Column("updated_at", Float, nullable=False),
 )
 

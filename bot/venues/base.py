@@ -40,11 +40,14 @@ class TransferRequest:
 
 @dataclass(frozen=True, slots=True)
 class TransferReceipt:
+    """What the venue says about a transfer. `state` None: the answer carried no usable status (unknown)."""
+
     client_id: str
     venue_ref: str
-    state: TransferState
+    state: TransferState | None
     amount: Decimal
     ts: float
+    settled_at: float | None = None
 
 
 class VenuePort(Protocol):

@@ -52,6 +52,7 @@ class PaperBook:
     stale_snapshot: VenueSnapshot | None = None
     version: int = 0
     cached: tuple[int, int, Figures] | None = None  # (market version, book version, figures)
+    margin_factor: float = 1.0
 
     def refresh(self) -> None:
         """After any change: rebuild the float view the snapshots share (copy on write) and drop the cache."""
@@ -66,6 +67,8 @@ class PaperTransfer:
     settle_at: float
     state: TransferState
     ref: str
+    settled_at: float | None = None
+    polls: int = 0
 
 
 def _params(v: VenueModel) -> MarginParams:
@@ -124,9 +127,19 @@ class PaperExchange:
         self.transfers: dict[str, PaperTransfer] = {}
         self.frozen_until: dict[str, float] = {}
         self.timeouts_after_effect: dict[str, int] = {}
+        self.server_errors: dict[str, int] = {}  # route -> calls answered 5xx before any effect
+        self.malformed_answers: dict[
+            str, int
+        ] = {}  # route -> calls whose answer has no status (after effect)
+        self.not_found_seconds = (
+            0.0  # a new transfer is "not found" for this long (the venue's consistency lag)
+        )
+        # False models a venue with no client-id deduplication (Binance universal transfer): a repeat moves twice
+        self.dedupe_client_ids = True
+        self.effects: list[str] = []  # client id of every transfer applied, in order (one effect per entry)
         self.liquidations: list[Liquidation] = []
         self.fees_paid: Decimal = Decimal(0)
-        self._last_funding_period: int | None = None
+        self.last_funding_period: int | None = None
 
     # --- the world moving -------------------------------------------------------------------------
     def advance(self) -> None:
@@ -135,10 +148,10 @@ class PaperExchange:
         if self.transfers:
             self._settle(now)
         period = int(now // FUNDING_PERIOD_SECONDS)
-        if self._last_funding_period is None:
-            self._last_funding_period = period
-        elif period != self._last_funding_period:
-            self._last_funding_period = period
+        if self.last_funding_period is None:
+            self.last_funding_period = period
+        elif period != self.last_funding_period:
+            self.last_funding_period = period
             self._charge_funding()
         for book in self.books.values():
             if not book.positions:
@@ -163,6 +176,7 @@ class PaperExchange:
             if self.frozen_until.get(t.req.destination, float("-inf")) > now:
                 continue  # a frozen destination holds the transfer until it thaws
             t.state = TransferState.SETTLED
+            t.settled_at = now
             self._credit(t.req.destination, t.req.asset, t.req.amount - t.req.fee)
             self.fees_paid += t.req.fee
 
@@ -211,6 +225,7 @@ class PaperExchange:
     # --- scenario events ---------------------------------------------------------------------------
     def set_margin_factor(self, venue: str, factor: float) -> None:
         book = self.books[venue]
+        book.margin_factor = factor
         book.params = scale_params(book.base_params, factor)
         book.refresh()
 
@@ -235,6 +250,12 @@ class PaperExchange:
 
     def timeout_after_effect(self, route: str, count: int) -> None:
         self.timeouts_after_effect[route] = self.timeouts_after_effect.get(route, 0) + count
+
+    def server_error(self, route: str, count: int) -> None:
+        self.server_errors[route] = self.server_errors.get(route, 0) + count
+
+    def malformed_answer(self, route: str, count: int) -> None:
+        self.malformed_answers[route] = self.malformed_answers.get(route, 0) + count
 
     # --- what the ports call -----------------------------------------------------------------------
     def _snapshot(self, book: PaperBook) -> VenueSnapshot:
@@ -265,8 +286,10 @@ class PaperExchange:
 
     def submit(self, req: TransferRequest) -> TransferReceipt:
         now = self.now()
+        if _take(self.server_errors, req.route):
+            raise UnknownOutcome(f"{req.route}: HTTP 502 from the venue; the outcome is unknown")
         existing = self.transfers.get(req.client_id)
-        if existing is not None:
+        if existing is not None and self.dedupe_client_ids:
             if existing.req != req:
                 raise TransferRefused(f"client id {req.client_id} reused with different parameters")
             return self._receipt(existing)
@@ -278,24 +301,30 @@ class PaperExchange:
         if self._balance(req.source, req.asset) < req.amount:
             raise TransferRefused(f"{req.source}: insufficient {req.asset} for {req.amount}")
         self._credit(req.source, req.asset, -req.amount)
+        self.effects.append(req.client_id)
         t = PaperTransfer(
-            req, now, now + req.settle_seconds, TransferState.PENDING, f"paper-{len(self.transfers) + 1}"
+            req, now, now + req.settle_seconds, TransferState.PENDING, f"paper-{len(self.effects)}"
         )
         self.transfers[req.client_id] = t
         if req.settle_seconds <= 0:
             self._settle(now)
-        pending_timeouts = self.timeouts_after_effect.get(req.route, 0)
-        if pending_timeouts > 0:
-            self.timeouts_after_effect[req.route] = pending_timeouts - 1
+        if _take(self.timeouts_after_effect, req.route):
             raise UnknownOutcome(f"{req.route}: request timed out after the transfer was accepted")
+        if _take(self.malformed_answers, req.route):
+            return TransferReceipt(req.client_id, t.ref, None, req.amount, now)
         return self._receipt(t)
 
     def lookup(self, req: TransferRequest) -> TransferReceipt | None:
         t = self.transfers.get(req.client_id)
-        return None if t is None else self._receipt(t)
+        if t is None:
+            return None
+        t.polls += 1
+        if self.now() - t.submitted_at < self.not_found_seconds:
+            return None  # the venue has it, but its history does not show it yet
+        return self._receipt(t)
 
     def _receipt(self, t: PaperTransfer) -> TransferReceipt:
-        return TransferReceipt(t.req.client_id, t.ref, t.state, t.req.amount, t.submitted_at)
+        return TransferReceipt(t.req.client_id, t.ref, t.state, t.req.amount, t.submitted_at, t.settled_at)
 
     def total_collateral(self, asset: str) -> Decimal:
         """Collateral of `asset` across venues, accounts and transfers in flight (for conservation checks)."""
@@ -310,6 +339,15 @@ class PaperExchange:
             Decimal(0),
         )
         return total
+
+
+def _take(counter: dict[str, int], key: str) -> bool:
+    """Consume one armed fault for `key`, if any."""
+    left = counter.get(key, 0)
+    if left > 0:
+        counter[key] = left - 1
+        return True
+    return False
 
 
 def _settle_asset(symbol: str) -> str:

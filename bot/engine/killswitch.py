@@ -1,0 +1,100 @@
+"""The kill switch: persisted in the store, read every cycle, and set by people or by the bot failing closed.
+
+    ctl:halt            the whole bot: no money moves anywhere
+    ctl:halt:<venue>    one venue (set at start when its positions changed while the bot was down)
+    ctl:intents         bumped when a person resolves an intent, so a running bot reloads its cache
+
+A kill switch that cannot be read counts as on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from bot.notify import note
+from bot.store.repo import Store
+
+PREFIX = "ctl:"
+HALT = "ctl:halt"
+INTENTS = "ctl:intents"
+
+
+def venue_key(venue: str) -> str:
+    return f"{HALT}:{venue}"
+
+
+@dataclass(frozen=True, slots=True)
+class Controls:
+    halted: bool
+    halted_venues: frozenset[str]
+    reasons: dict[str, str]  # flag key -> "by NAME: reason"
+    intents_mark: str | None
+
+
+class KillSwitch:
+    """Reads the control flags (re-reading when this process changed one, or after `poll_seconds`)."""
+
+    def __init__(self, store: Store, *, poll_seconds: float, desk: str) -> None:
+        self.store = store
+        self.poll_seconds = poll_seconds
+        self.desk = desk
+        self._cached: Controls | None = None
+        self._cached_version = -1
+        self._read_at = float("-inf")
+
+    def read(self, now: float) -> Controls:
+        """The current controls; raises if the store cannot be read (the caller fails closed)."""
+        fresh = self._cached is not None and self._cached_version == self.store.flags_version
+        if fresh and now - self._read_at < self.poll_seconds and self._cached is not None:
+            return self._cached
+        flags = self.store.flags_with_prefix(PREFIX)
+        reasons: dict[str, str] = {}
+        for key, raw in flags.items():
+            if key.startswith(HALT):
+                info = json.loads(raw)
+                reasons[key] = f"by {info.get('by')}: {info.get('reason')}"
+        venues = frozenset(k[len(HALT) + 1 :] for k in reasons if k != HALT)
+        self._cached = Controls(HALT in reasons, venues, reasons, flags.get(INTENTS))
+        self._cached_version = self.store.flags_version
+        self._read_at = now
+        return self._cached
+
+    def halt(self, now: float, *, by: str, reason: str, venue: str | None = None) -> None:
+        key = HALT if venue is None else venue_key(venue)
+        where = "all venues" if venue is None else venue
+        value = json.dumps({"by": by, "reason": reason, "at": now})
+        self.store.set_flag(
+            key,
+            value,
+            now,
+            events=[("halt", venue, {"by": by, "reason": reason, "scope": where})],
+            notes=[
+                note(
+                    "critical",
+                    "halt",
+                    f"HALTED ({where}) by {by}: {reason}",
+                    desk=self.desk,
+                    venue=venue,
+                    detail="no money moves until `marginbot resume`",
+                )
+            ],
+        )
+
+    def resume(self, now: float, *, by: str, venue: str | None = None) -> bool:
+        """Clear a halt; False when there was none to clear."""
+        key = HALT if venue is None else venue_key(venue)
+        if self.store.get_flag(key) is None:
+            return False
+        where = "all venues" if venue is None else venue
+        self.store.set_flag(
+            key,
+            None,
+            now,
+            events=[("resume", venue, {"by": by, "scope": where})],
+            notes=[note("warning", "resume", f"resumed ({where}) by {by}", desk=self.desk, venue=venue)],
+        )
+        return True
+
+    def mark_intents_changed(self, now: float, *, by: str, intent_id: str) -> None:
+        self.store.set_flag(INTENTS, json.dumps({"at": now, "by": by, "intent": intent_id}), now)

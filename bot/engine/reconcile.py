@@ -1,0 +1,217 @@
+"""Reconciliation: look each in-flight or unknown transfer up at the venue and adopt what the venue says.
+
+    found, settled                  -> confirmed
+    found, failed                   -> failed
+    found, pending                  -> submitted (an unknown one is adopted)
+    found, no status / other amount -> ambiguous: stays unknown, its route blocked, a human is paged
+    not found, within the lag       -> no change yet (venues show new transfers late)
+    not found past the lag          -> failed, if the venue never acknowledged it; else ambiguous
+    lookup fails                    -> no change; try again next cycle
+
+An intent is *classified* once one of the first six outcomes was reached; the startup gate waits for all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import structlog
+
+from bot.core.actions import IntentStatus
+from bot.core.world import IntentView, RouteSpec
+from bot.engine.executor import request_for
+from bot.notify import note
+from bot.store.repo import Note, Store
+from bot.venues.base import TransferPort, TransferState
+
+log = structlog.get_logger("marginbot.reconcile")
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    intent: IntentView  # as it is now (updated when its status changed)
+    classified: bool
+    ambiguous: bool = False
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        transfers: TransferPort,
+        routes: dict[str, RouteSpec],
+        *,
+        lag_seconds: float,
+        desk: str,
+    ) -> None:
+        self.store = store
+        self.transfers = transfers
+        self.routes = routes
+        self.lag = lag_seconds
+        self.desk = desk
+
+    async def run(self, intents: Iterable[IntentView], now: float) -> list[Finding]:
+        out = []
+        for i in intents:
+            finding = await self._one(i, now)
+            if finding is not None:
+                out.append(finding)
+        return out
+
+    def _set(
+        self,
+        i: IntentView,
+        status: IntentStatus,
+        now: float,
+        *,
+        data: dict[str, object],
+        venue_ref: str | None = None,
+        notes: list[Note] | None = None,
+        settled_at: float | None = None,
+    ) -> IntentView:
+        self.store.set_intent_status(
+            i.id,
+            status,
+            now,
+            venue=i.venue,
+            venue_ref=venue_ref,
+            data=data,
+            notes=notes or [],
+            settled_at=settled_at,
+        )
+        return dataclasses.replace(
+            i,
+            status=status,
+            settled_at=settled_at if settled_at is not None else i.settled_at,
+            acknowledged=i.acknowledged or venue_ref is not None,
+        )
+
+    def _page(self, i: IntentView, why: str) -> Note:
+        return note(
+            "critical",
+            "unknown_intent",
+            f"{i.venue}: {i.kind.value} {i.amount} {i.asset} via {i.route} is ambiguous: {why}",
+            desk=self.desk,
+            venue=i.venue,
+            asset=i.asset,
+            detail=f"intent {i.id}; its route stays blocked. Check the venue's history for this client id, "
+            f"then `marginbot resolve {i.id} --as NAME --outcome confirmed|failed --reason …`",
+        )
+
+    async def _one(self, i: IntentView, now: float) -> Finding | None:
+        route = self.routes.get(i.route)
+        if route is None:
+            return Finding(i, classified=False, ambiguous=True)  # its route left the config: a human decides
+        try:
+            receipt = await self.transfers.lookup(request_for(route, intent_id=i.id, amount=i.amount))
+        except Exception as e:  # nothing learnt: no change, try again next cycle
+            log.info("lookup failed", intent=i.id, error=type(e).__name__)
+            return Finding(i, classified=False)
+        what = f"{i.kind.value} {i.amount} {i.asset} via {i.route}"
+        if receipt is None:
+            if now - i.created_at < self.lag:
+                return Finding(i, classified=False)
+            if not i.acknowledged:
+                return Finding(
+                    self._set(
+                        i,
+                        IntentStatus.FAILED,
+                        now,
+                        data={
+                            "reconciled": "absent at the venue past its consistency lag",
+                            "lag_seconds": self.lag,
+                        },
+                        notes=[
+                            note(
+                                "warning",
+                                "transfer_failed",
+                                f"{i.venue}: {what} never reached the venue",
+                                desk=self.desk,
+                                venue=i.venue,
+                                asset=i.asset,
+                                detail=f"intent {i.id}",
+                            )
+                        ],
+                    ),
+                    classified=True,
+                )
+            why = "the venue acknowledged it but no longer finds it"
+        elif receipt.state is None:
+            why = "the venue's answer carries no status"
+        elif receipt.amount != i.amount:
+            why = f"the venue shows {receipt.amount}, the intent says {i.amount}"
+        elif receipt.state is TransferState.SETTLED:
+            if i.status is IntentStatus.CONFIRMED:
+                return None
+            settled = receipt.settled_at if receipt.settled_at is not None else now
+            return Finding(
+                self._set(
+                    i,
+                    IntentStatus.CONFIRMED,
+                    now,
+                    data={"reconciled": "settled"},
+                    venue_ref=receipt.venue_ref,
+                    settled_at=settled,
+                    notes=[
+                        note(
+                            "info",
+                            "transfer",
+                            f"{i.venue}: {what} confirmed",
+                            desk=self.desk,
+                            venue=i.venue,
+                            asset=i.asset,
+                        )
+                    ],
+                ),
+                classified=True,
+            )
+        elif receipt.state is TransferState.FAILED:
+            return Finding(
+                self._set(
+                    i,
+                    IntentStatus.FAILED,
+                    now,
+                    data={"reconciled": "failed at the venue"},
+                    venue_ref=receipt.venue_ref,
+                    notes=[
+                        note(
+                            "critical",
+                            "transfer_failed",
+                            f"{i.venue}: {what} failed at the venue",
+                            desk=self.desk,
+                            venue=i.venue,
+                            asset=i.asset,
+                        )
+                    ],
+                ),
+                classified=True,
+            )
+        else:
+            if i.status is IntentStatus.UNKNOWN:
+                return Finding(
+                    self._set(
+                        i,
+                        IntentStatus.SUBMITTED,
+                        now,
+                        data={"reconciled": "found at the venue"},
+                        venue_ref=receipt.venue_ref,
+                    ),
+                    classified=True,
+                )
+            return Finding(i, classified=True)
+        # ambiguous: stays (or becomes) unknown; page once when it first becomes ambiguous
+        if i.status is not IntentStatus.UNKNOWN:
+            return Finding(
+                self._set(
+                    i,
+                    IntentStatus.UNKNOWN,
+                    now,
+                    data={"reconciled": "ambiguous", "why": why},
+                    notes=[self._page(i, why)],
+                ),
+                classified=True,
+                ambiguous=True,
+            )
+        return Finding(i, classified=True, ambiguous=True)

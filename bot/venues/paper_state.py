@@ -1,0 +1,110 @@
+"""Saving and restoring the paper exchange, so that `marginbot run` on paper venues survives a restart.
+
+A real exchange does not forget transfers in flight or positions when the bot restarts; neither does the
+paper one: its state is kept in the store after every cycle and restored at start.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from bot.core.margin import Position
+from bot.venues.base import TransferRequest, TransferState
+from bot.venues.paper import Liquidation, PaperExchange, PaperTransfer, scale_params
+
+
+def _dec(d: dict[str, Decimal]) -> dict[str, str]:
+    return {k: str(v) for k, v in d.items()}
+
+
+def dump(x: PaperExchange) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "prices": dict(x.market.prices),
+        "books": {
+            name: {
+                "collateral": _dec(b.collateral),
+                "positions": [[p.symbol, p.base, p.qty, p.entry] for p in b.positions],
+                "haircuts": dict(b.haircuts),
+                "funding": dict(b.funding),
+                "margin_factor": b.margin_factor,
+            }
+            for name, b in x.books.items()
+        },
+        "accounts": {name: _dec(bal) for name, bal in x.accounts.items()},
+        "transfers": [
+            {
+                "client_id": t.req.client_id,
+                "route": t.req.route,
+                "source": t.req.source,
+                "destination": t.req.destination,
+                "asset": t.req.asset,
+                "amount": str(t.req.amount),
+                "method": t.req.method,
+                "network": t.req.network,
+                "address": t.req.address,
+                "fee": str(t.req.fee),
+                "settle_seconds": t.req.settle_seconds,
+                "submitted_at": t.submitted_at,
+                "settle_at": t.settle_at,
+                "state": t.state.value,
+                "ref": t.ref,
+                "settled_at": t.settled_at,
+            }
+            for t in x.transfers.values()
+        ],
+        "effects": list(x.effects),
+        "fees_paid": str(x.fees_paid),
+        "liquidations": [[q.venue, q.ts, q.equity_before, q.fee] for q in x.liquidations],
+        "last_funding_period": x.last_funding_period,
+    }
+
+
+def restore(x: PaperExchange, state: dict[str, Any]) -> None:
+    """Overwrite a freshly built exchange with saved state (books or accounts no longer configured are dropped)."""
+    x.market.prices.update({k: float(v) for k, v in state["prices"].items() if k in x.market.prices})
+    x.market.version += 1
+    for name, b in state["books"].items():
+        book = x.books.get(name)
+        if book is None:
+            continue
+        book.collateral = {k: Decimal(v) for k, v in b["collateral"].items()}
+        book.positions = tuple(Position(s, base, float(q), float(e)) for s, base, q, e in b["positions"])
+        book.haircuts = {k: float(v) for k, v in b["haircuts"].items()}
+        book.funding = {k: float(v) for k, v in b["funding"].items()}
+        book.margin_factor = float(b["margin_factor"])
+        book.params = scale_params(book.base_params, book.margin_factor)
+        book.refresh()
+    for name, bal in state["accounts"].items():
+        if name in x.accounts:
+            x.accounts[name] = {k: Decimal(v) for k, v in bal.items()}
+    x.transfers = {}
+    for t in state["transfers"]:
+        req = TransferRequest(
+            client_id=t["client_id"],
+            route=t["route"],
+            source=t["source"],
+            destination=t["destination"],
+            asset=t["asset"],
+            amount=Decimal(t["amount"]),
+            method=t["method"],
+            network=t["network"],
+            address=t["address"],
+            fee=Decimal(t["fee"]),
+            settle_seconds=float(t["settle_seconds"]),
+        )
+        x.transfers[req.client_id] = PaperTransfer(
+            req,
+            float(t["submitted_at"]),
+            float(t["settle_at"]),
+            TransferState(t["state"]),
+            t["ref"],
+            t["settled_at"],
+        )
+    x.effects = list(state["effects"])
+    x.fees_paid = Decimal(state["fees_paid"])
+    x.liquidations = [
+        Liquidation(v, float(ts), float(eq), float(fee)) for v, ts, eq, fee in state["liquidations"]
+    ]
+    x.last_funding_period = state["last_funding_period"]
