@@ -51,6 +51,7 @@ class Reconciler:
         self.routes = routes
         self.lag = lag_seconds
         self.desk = desk
+        self._paged: set[str] = set()
 
     async def run(self, intents: Iterable[IntentView], now: float) -> list[Finding]:
         out = []
@@ -201,17 +202,14 @@ class Reconciler:
                     classified=True,
                 )
             return Finding(i, classified=True)
-        # ambiguous: stays (or becomes) unknown; page once when it first becomes ambiguous
+        # ambiguous: stays (or becomes) unknown, and a human is paged once per intent and process
+        page = [] if i.id in self._paged else [self._page(i, why)]
+        self._paged.add(i.id)
         if i.status is not IntentStatus.UNKNOWN:
-            return Finding(
-                self._set(
-                    i,
-                    IntentStatus.UNKNOWN,
-                    now,
-                    data={"reconciled": "ambiguous", "why": why},
-                    notes=[self._page(i, why)],
-                ),
-                classified=True,
-                ambiguous=True,
+            changed = self._set(
+                i, IntentStatus.UNKNOWN, now, data={"reconciled": "ambiguous", "why": why}, notes=page
             )
+            return Finding(changed, classified=True, ambiguous=True)
+        if page:
+            self.store.record(now, [("intent.ambiguous", i.venue, {"intent": i.id, "why": why})], page)
         return Finding(i, classified=True, ambiguous=True)
