@@ -12,6 +12,7 @@ the kill switch itself (persisted, audited, a critical notification) and moves n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -253,11 +254,12 @@ class Bot:
 
     def _fail_closed(self, now: float, what: str, e: BaseException) -> Controls:
         reason = f"fail-closed: {what} raised {type(e).__name__}: {e}"
-        log.error("failing closed", what=what, error=type(e).__name__)
-        try:
+        try:  # persist first: the halt matters more than the log line
             self.kill.halt(now, by=BOT, reason=reason[:500])
         except Exception as e2:  # even the store is gone: hold in memory, the next cycle tries again
-            log.error("could not persist the halt", error=type(e2).__name__)
+            reason += f" (and the halt could not be saved: {type(e2).__name__})"
+        with contextlib.suppress(Exception):
+            log.error("failing closed", what=what, error=type(e).__name__)
         return Controls(True, frozenset(), {"ctl:halt": reason}, self._intents_mark)
 
     async def _observe(self) -> tuple[dict[str, VenueSnapshot | None], dict[str, AccountSnapshot | None]]:

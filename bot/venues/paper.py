@@ -138,7 +138,8 @@ class PaperExchange:
         self.dedupe_client_ids = True
         self.effects: list[str] = []  # client id of every transfer applied, in order (one effect per entry)
         self.liquidations: list[Liquidation] = []
-        self.fees_paid: Decimal = Decimal(0)
+        self.fees_paid: dict[str, Decimal] = {}  # transfer fees per asset
+        self.liquidation_fees: dict[str, Decimal] = {}  # per settlement asset
         self.last_funding_period: int | None = None
 
     # --- the world moving -------------------------------------------------------------------------
@@ -178,7 +179,7 @@ class PaperExchange:
             t.state = TransferState.SETTLED
             t.settled_at = now
             self._credit(t.req.destination, t.req.asset, t.req.amount - t.req.fee)
-            self.fees_paid += t.req.fee
+            self.fees_paid[t.req.asset] = self.fees_paid.get(t.req.asset, Decimal(0)) + t.req.fee
 
     def _charge_funding(self) -> None:
         prices = self.market.prices
@@ -202,8 +203,10 @@ class PaperExchange:
             settle = _settle_asset(p.symbol)
             cost = abs(p.qty * prices[p.base]) * LIQUIDATION_FEE
             fee += cost
-            realized = to_decimal(round(p.qty * (prices[p.base] - p.entry) - cost, 6))
+            fee_paid = to_decimal(round(cost, 6))
+            realized = to_decimal(round(p.qty * (prices[p.base] - p.entry), 6)) - fee_paid
             book.collateral[settle] = book.collateral.get(settle, Decimal(0)) + realized
+            self.liquidation_fees[settle] = self.liquidation_fees.get(settle, Decimal(0)) + fee_paid
         book.positions = ()
         book.refresh()
         self.liquidations.append(Liquidation(book.name, now, equity, fee))

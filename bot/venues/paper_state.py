@@ -55,7 +55,8 @@ def dump(x: PaperExchange) -> dict[str, Any]:
             for t in x.transfers.values()
         ],
         "effects": list(x.effects),
-        "fees_paid": str(x.fees_paid),
+        "fees_paid": _dec(x.fees_paid),
+        "liquidation_fees": _dec(x.liquidation_fees),
         "liquidations": [[q.venue, q.ts, q.equity_before, q.fee] for q in x.liquidations],
         "last_funding_period": x.last_funding_period,
     }
@@ -103,7 +104,8 @@ def restore(x: PaperExchange, state: dict[str, Any]) -> None:
             t["settled_at"],
         )
     x.effects = list(state["effects"])
-    x.fees_paid = Decimal(state["fees_paid"])
+    x.fees_paid = {k: Decimal(v) for k, v in state["fees_paid"].items()}
+    x.liquidation_fees = {k: Decimal(v) for k, v in state.get("liquidation_fees", {}).items()}
     x.liquidations = [
         Liquidation(v, float(ts), float(eq), float(fee)) for v, ts, eq, fee in state["liquidations"]
     ]
