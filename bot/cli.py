@@ -315,12 +315,15 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
     def body() -> None:
         from bot.app import open_store
         from bot.core.actions import OPEN_STATUSES
+        from bot.engine.killswitch import HALT, KillSwitch
 
         s = _settings(config)
         store = open_store(s, db)
         venues = store.status_rows()
         open_intents = [r for r in store.intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
         pending = [a for a in store.approval_rows() if a["status"] == "pending"]
+        halts = KillSwitch(store, poll_seconds=0, desk=s.bot.desk).read(time.time()).reasons
+        kill = {("all" if k == HALT else k.removeprefix(HALT + ":")): why for k, why in halts.items()}
         if as_json:
             typer.echo(
                 json.dumps(
@@ -358,11 +361,17 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
                             for a in pending
                         ],
                         "hedges": {},
+                        "halted": kill,
                     },
                     indent=2,
                 )
             )
             return
+        for scope, why in sorted(kill.items()):
+            typer.echo(
+                f"KILL SWITCH ON ({scope}) {why}; lift with `marginbot resume --as NAME"
+                + ("`" if scope == "all" else f" --venue {scope}`")
+            )
         if not venues:
             typer.echo(
                 f"no status recorded yet in {_redact_db(db or s.bot.database_url)}: "

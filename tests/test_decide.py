@@ -157,3 +157,11 @@ def test_the_same_trigger_decided_twice_has_the_same_intent_id() -> None:
     assert (
         _decide(later, now=NOW + 5).actions[0].action.intent_id != _decide(snap).actions[0].action.intent_id
     )
+
+
+def test_automatic_top_ups_still_go_while_a_request_waits() -> None:
+    """A pending emergency request does not hold a top-up the buffer bucket can make automatically."""
+    pending = intent("em-to-v1", "100000", status=IntentStatus.PENDING_APPROVAL, automatic=False)
+    d = _decide(snapshot(usdt=1_000_000), intents=(pending,))
+    assert [p.action.route for p in d.actions] == ["buf-to-v1"]
+    assert isinstance(d.actions[0].verdict, Allowed)

@@ -225,7 +225,7 @@ def decide(world: World, policy: Policy) -> Decision:
 
         if not world.moves_allowed:
             pass  # the startup gate: nothing moves until every open intent is reconciled
-        elif buffer_eff < band.min and not awaiting:
+        elif buffer_eff < band.min:
             need = topup_usd(f, band.target, incoming)
             routes = _usable_routes(
                 [r for r in policy.routes if r.venue == name and r.kind is TransferKind.TOPUP], world
@@ -270,6 +270,9 @@ def decide(world: World, policy: Policy) -> Decision:
                 policy=policy,
                 out=planned_here,
             )
+            if awaiting:
+                # one request at a time waits for people; what may run automatically still goes
+                planned_here = [p for p in planned_here if not isinstance(p.verdict, NeedsApproval)]
         elif f.buffer > band.max and not mine:
             if auto_spent is None:
                 auto_spent = _automatic_spent(world)
