@@ -107,3 +107,31 @@ async def test_a_crash_at_any_step_moves_the_money_at_most_once(point: str, sqli
     assert exchange.total_collateral("USDT") + exchange.fees_paid.get("USDT", 0) == before
     assert chain.verify(w2.store.engine).ok
     assert w2.bot.gate_open
+
+
+class RecordingSender:
+    def __init__(self) -> None:
+        self.titles: list[str] = []
+
+    async def send(self, title: str, body: str, severity: str) -> None:
+        self.titles.append(title)
+
+
+async def test_notifications_written_before_a_crash_are_delivered_by_the_next_process(
+    sqlite_url: str,
+) -> None:
+    """The outbox lives in the database: what the dead process queued, the new one sends."""
+    from bot.notify import OutboxWorker
+
+    s = paper_settings()
+    clock = SimClock(START)
+    store = CrashingStore(make_engine(sqlite_url), "after the result commit", config_hash=s.config_hash)
+    w = await make_bot(s, sqlite_url, clock, store=store)
+    with pytest.raises(SimulatedCrash):
+        await w.bot.cycle()
+    fresh = Store(make_engine(sqlite_url), config_hash=s.config_hash)
+    sender = RecordingSender()
+    sent = await OutboxWorker(fresh, sender).flush(clock.now())
+    assert sent >= 1
+    assert any("submitted" in t for t in sender.titles)
+    assert await OutboxWorker(fresh, sender).flush(clock.now() + 1) == 0  # each delivered once

@@ -45,7 +45,9 @@ def test_each_shipped_scenario_runs_without_a_liquidation(
     assert out["audit"]["chain_ok"]
     assert out["audit"]["events"] > 0
     assert set(out["venues"]) == {v.name for v in paper_settings.venues}
-    assert all(t["status"] != "unknown" for t in out["transfers"]), "a transfer was left with an unknown outcome"
+    assert all(t["status"] != "unknown" for t in out["transfers"]), (
+        "a transfer was left with an unknown outcome"
+    )
 
 
 def test_the_crash_moves_collateral_in_time(paper_settings: Settings, tmp_path: Path) -> None:
