@@ -220,8 +220,6 @@ def test_simulate_refuses_bad_config_before_reading_the_scenario(tmp_path: Path)
 
 
 NOT_IN_THIS_RELEASE = [
-    pytest.param('type = "approve"\napprover = "alice"\n', id="approve"),
-    pytest.param('type = "reject"\napprover = "bob"\n', id="reject"),
     pytest.param(
         'type = "liquidity"\nvenue = "okx-main"\nsymbol = "BTC/USDT:USDT"\ndepth_factor = 0.5\n',
         id="liquidity",

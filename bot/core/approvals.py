@@ -86,3 +86,64 @@ def evaluate(
             approvers,
         )
     return Allowed()
+
+
+# --- deciding a request: pure rules for one vote -----------------------------------------------------------
+BOT_NAME = "marginbot"  # the requester: it can never approve
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An approval request as stored: it binds one exact move by its parameter hash."""
+
+    id: str
+    params_hash: str
+    status: str  # pending | approved | rejected | expired
+    quorum: int
+    eligible: tuple[str, ...]
+    approvers: tuple[str, ...]  # who has approved so far, in order
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    approver: str
+    approve: bool  # False: reject
+    params_hash: str  # the move the approver was shown
+    authenticated: bool  # the approver's secret matched its configured hash
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """The vote counts; `status` is the request's status after it (pending, approved or rejected)."""
+
+    status: str
+    approvers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    reason: str
+
+
+def cast(request: Request, vote: Vote, now: float) -> Counted | Refused:
+    """Apply one vote to a request, or say why it does not count. Every attempt is audited by the caller."""
+    if vote.approver == BOT_NAME:
+        return Refused("the bot requested this move and can never approve it")
+    if not vote.authenticated:
+        return Refused(f"{vote.approver}: secret does not match")
+    if vote.approver not in request.eligible:
+        return Refused(f"{vote.approver} is not an approver for this request ({', '.join(request.eligible)})")
+    if request.status != "pending":
+        return Refused(f"request is {request.status}: votes are single use and a decided request is closed")
+    if now >= request.expires_at:
+        return Refused("request has expired")
+    if vote.params_hash != request.params_hash:
+        return Refused("the move changed since it was shown: this approval does not bind it")
+    if vote.approver in request.approvers:
+        return Refused(f"{vote.approver} has already approved: an approver counts once")
+    if not vote.approve:
+        return Counted("rejected", request.approvers)
+    approvers = (*request.approvers, vote.approver)
+    return Counted("approved" if len(set(approvers)) >= request.quorum else "pending", approvers)

@@ -58,6 +58,7 @@ class Decision:
     alerts: tuple[Alert, ...]
     reasons: tuple[str, ...]
     observed: Mapping[str, Figures | None]
+    withdrawn: tuple[str, ...] = ()  # approval requests whose need disappeared
 
 
 def _pct(x: float) -> str:
@@ -113,6 +114,7 @@ def _usable_routes(routes: list[RouteSpec], world: World) -> list[RouteSpec]:
 def decide(world: World, policy: Policy) -> Decision:
     """Evaluate every venue against its band and return the moves, state changes and alerts."""
     actions: list[Planned] = []
+    withdrawn: list[str] = []
     transitions: list[Transition] = []
     alerts: list[Alert] = []
     reasons: list[str] = []
@@ -223,6 +225,10 @@ def decide(world: World, policy: Policy) -> Decision:
         buffer_eff = 1.0 - f.im / equity_eff if equity_eff > 0 else float("-inf")
         planned_here: list[Planned] = []
 
+        if awaiting and buffer_eff >= band.min:
+            # the buffer recovered (or automatic moves restored it): pending requests are no longer needed
+            withdrawn.extend(i.id for i in mine if i.status is IntentStatus.PENDING_APPROVAL)
+            awaiting = False
         if not world.moves_allowed:
             pass  # the startup gate: nothing moves until every open intent is reconciled
         elif buffer_eff < band.min:
@@ -340,7 +346,9 @@ def decide(world: World, policy: Policy) -> Decision:
         else:
             move(Trigger.OBSERVED_OK)
 
-    return Decision(tuple(actions), tuple(transitions), tuple(alerts), tuple(reasons), observed)
+    return Decision(
+        tuple(actions), tuple(transitions), tuple(alerts), tuple(reasons), observed, tuple(withdrawn)
+    )
 
 
 def _plan_legs(

@@ -79,6 +79,7 @@ class IntentView:
     automatic: bool
     settled_at: float | None = None
     acknowledged: bool = False  # the venue answered with its own reference for it at some point
+    sending: bool = False  # a person-approved intent whose venue call was started
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ class CycleResult:
     raised: tuple[Alert, ...]
 
 
-_NOTHING = Decision((), (), (), (), {})
+_NOTHING = Decision((), (), (), (), {}, ())
 
 
 class Bot:
@@ -124,7 +124,9 @@ class Bot:
         self._load_intents(now)
         # an intent still `approved` was recorded by a process that stopped before recording the venue's answer:
         # it may or may not have been sent, so it is unknown until the venue is asked
-        for i in [i for i in self._intent_tuple if i.status is IntentStatus.APPROVED and i.automatic]:
+        for i in [
+            i for i in self._intent_tuple if i.status is IntentStatus.APPROVED and (i.automatic or i.sending)
+        ]:
             self.store.set_intent_status(
                 i.id,
                 IntentStatus.UNKNOWN,
@@ -178,6 +180,9 @@ class Bot:
                 controls = self._fail_closed(now, "reconciliation", e)
         if self._expiries:
             self._expire(now)
+        outcomes: list[Outcome] = []
+        if not controls.halted and not self._unreconciled:
+            outcomes.extend(await self._send_approved(now, controls))
         snapshots, accounts = await self._observe()
         halted_venues = controls.halted_venues | self._watch_positions(now, snapshots)
         world = World(
@@ -198,7 +203,8 @@ class Bot:
             self._fail_closed(now, "the risk checks", e)
             decision = _NOTHING
         # money first: each intent is committed and sent before the cycle's telemetry is written
-        outcomes = []
+        for intent_id in decision.withdrawn:
+            self._withdraw(intent_id, now)
         for planned in decision.actions:
             self.executor.last_submitted_at = None
             outcome = await self.executor.execute(planned, now)
@@ -336,6 +342,52 @@ class Bot:
                 self._set(f.intent)
             if f.classified:
                 self._unreconciled.discard(f.intent.id)
+
+    async def _send_approved(self, now: float, controls: Controls) -> list[Outcome]:
+        """Send what people approved since the last cycle (its route must not be blocked by an unknown)."""
+        blocked = {i.route for i in self._in_flight if i.status is IntentStatus.UNKNOWN}
+        ready = [
+            i
+            for i in self._intent_tuple
+            if i.status is IntentStatus.APPROVED
+            and not i.automatic
+            and not i.sending
+            and i.venue not in controls.halted_venues
+            and i.route not in blocked
+            and i.route in self.routes
+        ]
+        out = []
+        for i in ready:
+            outcome = await self.executor.send_approved(i, now)
+            out.append(outcome)
+            if outcome.view is not None:
+                self._set(outcome.view)
+        return out
+
+    def _withdraw(self, intent_id: str, now: float) -> None:
+        """A request whose need disappeared is closed (as expired, with the reason) before anyone approves it."""
+        i = self._intents.get(intent_id)
+        if i is None or i.status is not IntentStatus.PENDING_APPROVAL:
+            return
+        self.store.set_intent_status(
+            intent_id,
+            IntentStatus.EXPIRED,
+            now,
+            venue=i.venue,
+            data={"withdrawn": "the need disappeared"},
+            notes=[
+                note(
+                    "info",
+                    "approval",
+                    f"{i.venue}: approval request {intent_id} withdrawn, no longer needed",
+                    desk=self.desk,
+                    venue=i.venue,
+                    asset=i.asset,
+                )
+            ],
+        )
+        self._set(dataclasses.replace(i, status=IntentStatus.EXPIRED))
+        self._expiries.pop(intent_id, None)
 
     def _expire(self, now: float) -> None:
         for intent_id, expires_at in list(self._expiries.items()):

@@ -159,6 +159,20 @@ class Executor:
             view = dataclasses.replace(view, acknowledged=True)
         return dataclasses.replace(out, view=view)
 
+    async def send_approved(self, intent: IntentView, now: float) -> Outcome:
+        """Send a move its approvers have approved: marked as being sent (committed) first, then called."""
+        route = self.routes[intent.route]
+        self.store.mark_sending(intent.id, now)
+        what = f"{intent.kind.value} {intent.amount} {intent.asset} via {intent.route} (approved)"
+        out = await self.submit(
+            intent.id, intent.venue, request_for(route, intent_id=intent.id, amount=intent.amount), now, what
+        )
+        assert out.status is not None
+        view = dataclasses.replace(
+            intent, status=out.status, sending=True, acknowledged=out.receipt is not None
+        )
+        return dataclasses.replace(out, view=view)
+
     async def submit(
         self, intent_id: str, venue: str, req: TransferRequest, now: float, what: str
     ) -> Outcome:

@@ -14,9 +14,11 @@ from bot.core.policy import Regime
 from bot.engine.alerts import RaisedAlert
 from bot.engine.bot import Bot
 from bot.engine.clock import SimClock
+from bot.engine.voting import cast_vote, oldest_pending
 from bot.settings import Settings
 from bot.sim.market import AssetProcess, Market
 from bot.sim.scenario import (
+    Approve,
     Crash,
     FundingEvent,
     HaircutEvent,
@@ -25,6 +27,7 @@ from bot.sim.scenario import (
     MarginRates,
     PriceShock,
     RegimeEvent,
+    Reject,
     Resume,
     Scenario,
     ServerError,
@@ -110,6 +113,19 @@ class Replay:
             exchange.server_error(e.route, e.count)
         elif isinstance(e, MalformedAnswer):
             exchange.malformed_answer(e.route, e.count)
+        elif isinstance(e, (Approve, Reject)):
+            request = oldest_pending(self.store)
+            if request is not None:  # the scenario speaks for the approver: identity is taken as proven
+                cast_vote(
+                    self.store,
+                    request,
+                    approver=e.approver,
+                    approve=isinstance(e, Approve),
+                    authenticated=True,
+                    now=self.clock.now(),
+                    desk=self.settings.bot.desk,
+                    reason=getattr(e, "reason", ""),
+                )
         elif isinstance(e, Halt):
             bot.kill.halt(self.clock.now(), by=e.by, reason=e.reason)
         elif isinstance(e, Resume):

@@ -174,8 +174,6 @@ Event = Annotated[
 NOT_BUILT = {
     "liquidity": "order-book liquidity belongs to the hedge engine",
     "exposure": "hedge exposure belongs to the hedge engine",
-    "approve": "deciding approval requests",
-    "reject": "deciding approval requests",
 }
 
 

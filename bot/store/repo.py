@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferAction, TransferKind
+from bot.core.approvals import Counted, Refused, Request, Vote, cast
 from bot.core.world import IntentView
 from bot.errors import IntegrityError
 from bot.store import audit as chain
@@ -291,6 +292,92 @@ class Store:
         with self._read() as conn:
             return [_view(r) for r in conn.execute(q)]
 
+    def vote(
+        self,
+        request_id: str,
+        vote: Vote,
+        ts: float,
+        *,
+        notes_for: Callable[[Counted | Refused, Request], list[Note]],
+    ) -> tuple[Counted | Refused, Request | None]:
+        """Apply one approval vote under a row lock: the request, its intent and an audit record move together.
+
+        Every attempt, counted or refused, is an audit record with its reason.
+        """
+        with _integrity(f"vote on {request_id}"), self.engine.begin() as conn:
+            row = conn.execute(
+                select(approvals).where(approvals.c.id == request_id).with_for_update()
+            ).first()
+            if row is None:
+                missing = Refused(f"no approval request {request_id!r}")
+                self._audit(
+                    conn,
+                    ts,
+                    "approval.refused",
+                    {"request": request_id, "by": vote.approver, "reason": missing.reason},
+                    None,
+                )
+                return missing, None
+            venue = conn.execute(select(intents.c.venue).where(intents.c.id == row.intent_id)).scalar_one()
+            req = Request(
+                id=row.id,
+                params_hash=row.params_hash,
+                status=row.status,
+                quorum=row.quorum,
+                eligible=tuple(json.loads(row.eligible)),
+                approvers=tuple(json.loads(row.approvers)),
+                expires_at=row.expires_at,
+            )
+            result = cast(req, vote, ts)
+            data: dict[str, Any] = {
+                "request": request_id,
+                "by": vote.approver,
+                "decision": "approve" if vote.approve else "reject",
+            }
+            if isinstance(result, Refused):
+                self._audit(conn, ts, "approval.refused", {**data, "reason": result.reason}, venue)
+            else:
+                conn.execute(
+                    update(approvals)
+                    .where(approvals.c.id == request_id)
+                    .values(
+                        approvers=json.dumps(list(result.approvers)),
+                        status=result.status,
+                        decided_at=ts if result.status != "pending" else None,
+                    )
+                )
+                self._audit(
+                    conn,
+                    ts,
+                    "approval.vote",
+                    {
+                        **data,
+                        "reason": vote.reason,
+                        "status": result.status,
+                        "approvers": list(result.approvers),
+                    },
+                    venue,
+                )
+                if result.status in ("approved", "rejected"):
+                    conn.execute(
+                        _UPDATE_INTENT, {"i_id": row.intent_id, "status": result.status, "updated_at": ts}
+                    )
+                    self._audit(
+                        conn,
+                        ts,
+                        f"intent.{result.status}",
+                        {"intent": row.intent_id, "approvers": list(result.approvers)},
+                        venue,
+                    )
+            self._notes(conn, ts, notes_for(result, req))
+            return result, req
+
+    def mark_sending(self, intent_id: str, ts: float) -> None:
+        """Commit that a person-approved intent is about to be sent (a restart then knows it may have gone)."""
+        with self.engine.begin() as conn:
+            conn.execute(_UPDATE_INTENT, {"i_id": intent_id, "sending_at": ts, "updated_at": ts})
+            self._audit(conn, ts, "intent.sending", {"intent": intent_id}, None)
+
     def get_intent(self, intent_id: str) -> IntentView | None:
         with self._read() as conn:
             row = conn.execute(select(intents).where(intents.c.id == intent_id)).first()
@@ -481,4 +568,5 @@ def _view(r: Any) -> IntentView:
         automatic=bool(r.automatic),
         settled_at=r.settled_at,
         acknowledged=r.venue_ref is not None,
+        sending=r.sending_at is not None,
     )

@@ -97,6 +97,7 @@ intents = Table(
     Column("automatic", Boolean, nullable=False),
     Column("created_at", Float, nullable=False, index=True),
     Column("updated_at", Float, nullable=False),
+    Column("sending_at", Float),  # a person-approved intent is marked here, committed, before its venue call
     Column("submitted_at", Float),
     Column("settled_at", Float),
     Column("venue_ref", String(128)),
