@@ -576,6 +576,136 @@ def resolve(
     _guard(body)
 
 
+# --- approvals -------------------------------------------------------------------------------------------
+@app.command()
+def approvals(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """List approval requests, pending first: the move, why, who approved, when it expires."""
+
+    def body() -> None:
+        from bot.app import open_store
+
+        s = _settings(config)
+        store = open_store(s, db)
+        intents_by_id = {r["id"]: r for r in store.intent_rows()}
+        rows = sorted(store.approval_rows(), key=lambda a: (a["status"] != "pending", -a["created_at"]))
+        out = []
+        for a in rows:
+            i = intents_by_id.get(a["intent_id"], {})
+            out.append(
+                {
+                    "id": a["id"],
+                    "status": a["status"],
+                    "venue": i.get("venue"),
+                    "route": i.get("route"),
+                    "kind": i.get("kind"),
+                    "asset": i.get("asset"),
+                    "amount": format(i["amount"], "f") if i else None,
+                    "usd": format(i["usd"], "f") if i else None,
+                    "destination": i.get("destination"),
+                    "address": i.get("address"),
+                    "quorum": a["quorum"],
+                    "eligible": json.loads(a["eligible"]),
+                    "approvers": json.loads(a["approvers"]),
+                    "reason": a["reason"],
+                    "utilization_before": i.get("utilization_before"),
+                    "utilization_after": i.get("utilization_after"),
+                    "created_at": _iso(a["created_at"]),
+                    "expires_at": _iso(a["expires_at"]),
+                    "decided_at": None if a["decided_at"] is None else _iso(a["decided_at"]),
+                    "params_hash": a["params_hash"],
+                }
+            )
+        if as_json:
+            typer.echo(json.dumps({"approvals": out}, indent=2))
+            return
+        if not out:
+            typer.echo("no approval requests")
+            return
+        for r in out:
+            typer.echo(
+                f"{r['id']}  {r['status']:<9} {r['kind']} {r['amount']} {r['asset']} via {r['route']} → "
+                f"{r['venue']} ({_pct(r['utilization_before']).strip()} → {_pct(r['utilization_after']).strip()}); "
+                f"{len(r['approvers'])}/{r['quorum']} of {', '.join(r['eligible'])}"
+                + (f" [{', '.join(r['approvers'])}]" if r["approvers"] else "")
+                + f"; expires {r['expires_at']}; why: {r['reason']}"
+            )
+
+    _guard(body)
+
+
+def _secret(name: str) -> str | None:
+    """The approver's secret: $MARGINBOT_APPROVER_SECRET, else a hidden prompt when a person is at the terminal."""
+    secret = os.environ.get("MARGINBOT_APPROVER_SECRET")
+    if secret:
+        return secret
+    if sys.stdin.isatty():
+        return str(typer.prompt(f"secret for {name}", hide_input=True))
+    return None
+
+
+def _vote(intent_id: str, by: str, approve: bool, reason: str, config: Path | None, db: str | None) -> None:
+    from bot.app import open_store
+    from bot.core.approvals import Refused
+    from bot.engine.voting import cast_vote, secret_matches
+
+    s = _settings(config)
+    if not by.strip():
+        raise BadInput("--as must name an approver")
+    secret = _secret(by)
+    if secret is None:
+        raise BadInput("no secret given: set MARGINBOT_APPROVER_SECRET or run at a terminal to be asked")
+    ok = secret_matches(secret, s.approvals.approver_secrets.get(by))
+    result, req = cast_vote(
+        open_store(s, db),
+        intent_id,
+        approver=by,
+        approve=approve,
+        authenticated=ok,
+        now=time.time(),
+        desk=s.bot.desk,
+        reason=reason,
+    )
+    if isinstance(result, Refused):
+        typer.echo(f"error: refused: {result.reason} (recorded in the audit trail)", err=True)
+        raise typer.Exit(1)
+    assert req is not None
+    if result.status == "approved":
+        typer.echo(
+            f"request {intent_id} approved by {', '.join(result.approvers)}: the bot sends it at its next cycle"
+        )
+    elif result.status == "rejected":
+        typer.echo(f"request {intent_id} rejected")
+    else:
+        typer.echo(f"approval recorded: {len(result.approvers)} of {req.quorum}; waiting for more approvers")
+
+
+@app.command()
+def approve(
+    intent_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The approval request id (see `approvals`).")
+    ],
+    by: AsOpt,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Approve a request; the secret comes from $MARGINBOT_APPROVER_SECRET or a prompt. Every attempt is audited."""
+    _guard(lambda: _vote(intent_id, by, True, "", config, db))
+
+
+@app.command()
+def reject(
+    intent_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The approval request id (see `approvals`).")
+    ],
+    by: AsOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded and notified).")] = "",
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Reject a request: a single rejection ends it. Authenticated like `approve`."""
+    _guard(lambda: _vote(intent_id, by, False, reason, config, db))
+
+
 def _iso(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
