@@ -17,9 +17,12 @@ START = 1_772_000_000.0
 _BASE: dict[str, Any] = tomllib.loads(PAPER.read_text())
 
 
-def paper_settings(okx_usdt: int = 1_000_000, **bot: Any) -> Settings:
+def paper_settings(
+    okx_usdt: int = 1_000_000, approvals: dict[str, Any] | None = None, **bot: Any
+) -> Settings:
     """The shipped paper config with okx-main's collateral set (1M USDT: utilization 90%, a top-up is due)."""
     data = copy.deepcopy(_BASE)
+    data["approvals"].update(approvals or {})
     data["venues"][0]["paper"]["collateral"] = {"USDT": okx_usdt}
     for v in data["venues"]:
         v["paper"]["funding_rate_8h"] = 0.0  # no funding: collateral moves only by transfers and fees
