@@ -73,6 +73,7 @@ def compile_policy(s: Settings) -> Policy:
         approvers=tuple(a.approvers),
         quorum=a.quorum,
         rules=tuple(Rule(r.quorum, tuple(r.approvers), r.bucket, r.route) for r in a.rules),
+        break_glass_usd=a.break_glass_usd,
     )
     return Policy(
         venues=venues,

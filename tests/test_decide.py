@@ -20,9 +20,10 @@ BUCKETS = {"emergency": "emergency"}
 
 
 def _decide(snap, **kw):  # type: ignore[no-untyped-def]
+    pol = kw.pop("pol", POLICY)
     kw.setdefault("balances", BAL)
     kw.setdefault("buckets", BUCKETS)
-    return decide(world({"v1": snap}, **kw), kw.pop("pol", POLICY))
+    return decide(world({"v1": snap}, **kw), pol)
 
 
 def test_inside_the_band_nothing_moves() -> None:
@@ -165,3 +166,42 @@ def test_automatic_top_ups_still_go_while_a_request_waits() -> None:
     d = _decide(snapshot(usdt=1_000_000), intents=(pending,))
     assert [p.action.route for p in d.actions] == ["buf-to-v1"]
     assert isinstance(d.actions[0].verdict, Allowed)
+
+
+def _glass_policy(amount: str = "100000"):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    return dataclasses.replace(
+        POLICY, approvals=dataclasses.replace(POLICY.approvals, break_glass_usd=Decimal(amount))
+    )
+
+
+def test_break_glass_sends_a_capped_move_at_the_derisk_level_while_approval_waits() -> None:
+    """At m ≥ de-risk with the top-up waiting for people, up to break_glass_usd goes at once, with a page."""
+    d = _decide(snapshot(usdt=180_000), pol=_glass_policy())  # m = 145k / 180k = 80%
+    requests = [p for p in d.actions if not p.action.trigger.startswith("break-glass")]
+    assert any(isinstance(p.verdict, NeedsApproval) for p in requests)  # the full top-up still asks people
+    glass = [p for p in d.actions if p.action.trigger.startswith("break-glass")]
+    assert len(glass) == 1
+    assert isinstance(glass[0].verdict, Allowed)
+    assert glass[0].action.usd <= Decimal(100_000)
+    assert any(a.kind == "break_glass" and a.severity == "critical" for a in d.alerts)
+
+
+def test_break_glass_goes_once_per_waiting_request() -> None:
+    """While its break-glass move is on record, no second one is sent for the same waiting request."""
+    pending = intent(
+        "buf-to-v1", "1000000", status=IntentStatus.PENDING_APPROVAL, automatic=False, ident="p1"
+    )
+    glass = intent("buf-to-v1", "100000", created_at=NOW + 1, ident="g1")
+    glass = type(glass)(**{**{f: getattr(glass, f) for f in glass.__dataclass_fields__}, "break_glass": True})
+    d = _decide(
+        snapshot(usdt=180_000, ts=NOW + 5), pol=_glass_policy(), intents=(pending, glass), now=NOW + 5
+    )
+    assert not [p for p in d.actions if p.action.trigger.startswith("break-glass")]
+
+
+def test_no_break_glass_below_the_derisk_level() -> None:
+    """Waiting for approval at an ordinary breach is not an emergency: nothing goes before approval."""
+    d = _decide(snapshot(usdt=685_714), pol=_glass_policy())
+    assert not [p for p in d.actions if p.action.trigger.startswith("break-glass")]

@@ -46,6 +46,7 @@ class ApprovalPolicy:
     approvers: tuple[str, ...]
     quorum: int
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    break_glass_usd: Decimal | None = None
 
 
 def evaluate(
@@ -90,6 +91,7 @@ def evaluate(
 
 # --- deciding a request: pure rules for one vote -----------------------------------------------------------
 BOT_NAME = "marginbot"  # the requester: it can never approve
+BREAK_GLASS = "break-glass"  # the verdict text of a move sent before approval at the de-risk level
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.core.actions import OPEN_STATUSES, SPENT_STATUSES, IntentStatus, TransferAction, TransferKind
-from bot.core.approvals import Allowed, NeedsApproval, Verdict, evaluate
+from bot.core.approvals import BREAK_GLASS, Allowed, NeedsApproval, Verdict, evaluate
 from bot.core.fsm import Trigger, VenueState, transition
 from bot.core.margin import Figures, figures, sweep_usd, topup_usd
-from bot.core.numbers import to_decimal
+from bot.core.numbers import round_down, to_decimal
 from bot.core.policy import Level, level
 from bot.core.routing import Leg, plan_sweep, plan_topup, route_remaining
 from bot.core.world import DAY_SECONDS, IntentView, Policy, RouteSpec, VenueSnapshot, World
@@ -276,9 +276,49 @@ def decide(world: World, policy: Policy) -> Decision:
                 policy=policy,
                 out=planned_here,
             )
+            waiting_since = min(
+                (i.created_at for i in mine if i.status is IntentStatus.PENDING_APPROVAL),
+                default=world.now
+                if any(isinstance(p.verdict, NeedsApproval) for p in planned_here)
+                else None,
+            )
             if awaiting:
                 # one request at a time waits for people; what may run automatically still goes
                 planned_here = [p for p in planned_here if not isinstance(p.verdict, NeedsApproval)]
+            bg = policy.approvals.break_glass_usd
+            if (
+                bg is not None
+                and lvl is Level.CRITICAL
+                and waiting_since is not None
+                and not any(
+                    i.break_glass and i.venue == name and i.created_at >= waiting_since for i in world.intents
+                )
+            ):
+                glass = _break_glass(
+                    need,
+                    bg,
+                    routes=routes,
+                    snap=snap,
+                    remaining=remaining,
+                    available=available,
+                    f=f,
+                    why=why,
+                    policy=policy,
+                )
+                if glass is not None:
+                    auto_spent += glass.action.usd  # it counts toward the daily automatic budget
+                    planned_here.append(glass)
+                    alerts.append(
+                        Alert(
+                            "break_glass",
+                            "critical",
+                            name,
+                            glass.action.asset,
+                            f"{name}: at the de-risk level with its top-up awaiting approval: "
+                            f"break-glass {glass.action.amount} {glass.action.asset} via "
+                            f"{glass.action.route} sent now",
+                        )
+                    )
         elif f.buffer > band.max and not mine:
             if auto_spent is None:
                 auto_spent = _automatic_spent(world)
@@ -349,6 +389,65 @@ def decide(world: World, policy: Policy) -> Decision:
     return Decision(
         tuple(actions), tuple(transitions), tuple(alerts), tuple(reasons), observed, tuple(withdrawn)
     )
+
+
+def _break_glass(
+    need: float,
+    cap_usd: Decimal,
+    *,
+    routes: list[RouteSpec],
+    snap: VenueSnapshot,
+    remaining: Mapping[str, Decimal],
+    available: Mapping[str, Mapping[str, Decimal]],
+    f: Figures,
+    why: str,
+    policy: Policy,
+) -> Planned | None:
+    """One move of at most `cap_usd`, from outside the emergency bucket, sent before approval."""
+    candidates = [r for r in routes if r.bucket != "emergency"]
+    capped = min(need, float(cap_usd))
+    legs, _ = plan_topup(
+        capped,
+        candidates,
+        prices=snap.prices,
+        haircuts=snap.haircuts,
+        remaining=remaining,
+        available=available,
+        rank=policy.bucket_rank,
+    )
+    if not legs:
+        return None
+    leg = legs[0]
+    r = leg.route
+    price = to_decimal(snap.prices.get(r.asset, 1.0))
+    amount = min(leg.amount, round_down(cap_usd / price, r.step))  # never above the break-glass amount
+    if amount < r.min_amount or amount <= r.fee:
+        return None
+    usd = (amount * price).quantize(Decimal("0.01"))
+    delivered = float(amount - r.fee) * price_value(snap, r.asset)
+    u_after = f.im / (f.equity + delivered) if f.equity + delivered > 0 else float("inf")
+    action = TransferAction(
+        kind=TransferKind.TOPUP,
+        venue=snap.venue,
+        route=r.name,
+        source=r.source,
+        destination=r.destination,
+        asset=r.asset,
+        amount=amount,
+        usd=usd,
+        address=r.address,
+        trigger=f"{BREAK_GLASS}:{snap.venue}@{snap.ts!r}",
+        leg=0,
+        reason=f"{BREAK_GLASS}: {why}",
+        utilization_before=f.utilization,
+        utilization_after=u_after,
+    )
+    return Planned(action, Allowed(f"{BREAK_GLASS}: at the de-risk level while the top-up awaits approval"))
+
+
+def price_value(snap: VenueSnapshot, asset: str) -> float:
+    """USD of equity one unit of `asset` adds at this venue (price less haircut)."""
+    return snap.prices.get(asset, 1.0) * (1.0 - snap.haircuts.get(asset, 0.0))
 
 
 def _plan_legs(

@@ -80,6 +80,7 @@ class IntentView:
     settled_at: float | None = None
     acknowledged: bool = False  # the venue answered with its own reference for it at some point
     sending: bool = False  # a person-approved intent whose venue call was started
+    break_glass: bool = False  # sent before approval because the venue was at its de-risk level
 
 
 @dataclass(frozen=True, slots=True)

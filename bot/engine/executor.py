@@ -17,7 +17,7 @@ from decimal import Decimal
 import structlog
 
 from bot.core.actions import IntentStatus, TransferAction
-from bot.core.approvals import Allowed, Denied, NeedsApproval
+from bot.core.approvals import BREAK_GLASS, Allowed, Denied, NeedsApproval
 from bot.core.decide import Planned
 from bot.core.world import IntentView, RouteSpec
 from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
@@ -155,6 +155,7 @@ class Executor:
         )
         assert out.status is not None
         view = _view(a, route.fee, out.status, now, automatic=True)
+        view = dataclasses.replace(view, break_glass=v.reason.startswith(BREAK_GLASS))
         if out.receipt is not None:
             view = dataclasses.replace(view, acknowledged=True)
         return dataclasses.replace(out, view=view)

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferAction, TransferKind
-from bot.core.approvals import Counted, Refused, Request, Vote, cast
+from bot.core.approvals import BREAK_GLASS, Counted, Refused, Request, Vote, cast
 from bot.core.world import IntentView
 from bot.errors import IntegrityError
 from bot.store import audit as chain
@@ -569,4 +569,5 @@ def _view(r: Any) -> IntentView:
         settled_at=r.settled_at,
         acknowledged=r.venue_ref is not None,
         sending=r.sending_at is not None,
+        break_glass=str(r.verdict).startswith(BREAK_GLASS),
     )
