@@ -135,3 +135,26 @@ async def test_notifications_written_before_a_crash_are_delivered_by_the_next_pr
     assert sent >= 1
     assert any("submitted" in t for t in sender.titles)
     assert await OutboxWorker(fresh, sender).flush(clock.now() + 1) == 0  # each delivered once
+
+
+async def test_a_crash_after_the_approval_is_consumed_sends_it_once(sqlite_url: str) -> None:
+    """Quorum reached, then the bot dies before sending: the next process sends it, once."""
+    import time
+
+    from bot.engine.voting import cast_vote, oldest_pending
+
+    s = paper_settings(okx_usdt=500_000)
+    clock = SimClock(time.time())
+    w = await make_bot(s, sqlite_url, clock)
+    await w.bot.cycle()
+    rid = oldest_pending(w.store)
+    assert rid is not None
+    for who in ("alice", "bob"):
+        cast_vote(w.store, rid, approver=who, approve=True, authenticated=True, now=clock.now(), desk="t")
+    # the process dies here, before its next cycle; a new one starts
+    for _ in range(3):
+        clock.advance(40)
+        w.exchange.advance()
+        w2 = await make_bot(s, sqlite_url, clock, exchange=w.exchange)
+        await w2.bot.cycle()
+    assert Counter(w.exchange.effects) == Counter({rid: 1})

@@ -163,3 +163,25 @@ def test_simulate_command_prints_json_and_writes_a_report(tmp_path: Path) -> Non
     assert json.loads((tmp_path / "rep" / "simulate.json").read_text()) == out
     lines = (tmp_path / "rep" / "audit.jsonl").read_text().splitlines()
     assert len(lines) == out["audit"]["events"]
+
+
+def test_the_large_top_up_goes_only_after_the_second_approval(
+    paper_settings: Settings, tmp_path: Path
+) -> None:
+    """The 686k request is approved by alice (step 13) and bob (step 16), and submitted at 16, not before."""
+    out = _replay(paper_settings, SCENARIOS / "large-topup-approved.toml", tmp_path)
+    (t,) = [t for t in out["transfers"] if t["kind"] == "topup"]
+    assert t["approvers"] == ["alice", "bob"]
+    assert t["step_submitted"] == 16
+    assert t["status"] == "confirmed"
+    (a,) = out["approvals"]
+    assert (a["status"], a["step_decided"]) == ("approved", 16)
+
+
+def test_an_unanswered_request_expires_and_never_executes(paper_settings: Settings, tmp_path: Path) -> None:
+    """The first request expires after 30 minutes unsent; only the fresh, approved one goes."""
+    out = _replay(paper_settings, SCENARIOS / "approval-expires.toml", tmp_path)
+    first, second = out["transfers"][:2]
+    assert (first["status"], first["step_submitted"]) == ("expired", None)
+    assert second["status"] == "confirmed"
+    assert second["step_requested"] >= first["step_requested"] + 30
