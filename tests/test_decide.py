@@ -205,3 +205,20 @@ def test_no_break_glass_below_the_derisk_level() -> None:
     """Waiting for approval at an ordinary breach is not an emergency: nothing goes before approval."""
     d = _decide(snapshot(usdt=685_714), pol=_glass_policy())
     assert not [p for p in d.actions if p.action.trigger.startswith("break-glass")]
+
+
+def test_the_automatic_budget_is_not_freed_by_a_backwards_clock() -> None:
+    """Automatic moves stamped after `now` (the clock stepped back) still use the 24 h automatic budget."""
+    pol = _glass_policy()
+    import dataclasses
+
+    tight = dataclasses.replace(
+        pol, approvals=dataclasses.replace(pol.approvals, daily_auto_limit_usd=Decimal(500_000))
+    )
+    later = intent("buf-to-v1", "400000", status=IntentStatus.CONFIRMED, created_at=NOW + 3600, venue="other")
+    d = _decide(snapshot(usdt=1_000_000), pol=tight, intents=(later,))
+    assert isinstance(d.actions[0].verdict, NeedsApproval)  # 285k more would exceed the 500k daily budget
+    old = intent("buf-to-v1", "400000", status=IntentStatus.CONFIRMED, created_at=NOW - 86_400, venue="other")
+    assert isinstance(
+        _decide(snapshot(usdt=1_000_000), pol=tight, intents=(old,)).actions[0].verdict, Allowed
+    )
