@@ -43,6 +43,15 @@ _HEAD_MOVE = (
 _INSERT = insert(audit)
 
 
+def _plain_keys(obj: object) -> bool:
+    """True when every mapping key, at every depth, is already a string (JSON keeps such data as it is)."""
+    if isinstance(obj, dict):
+        return all(isinstance(k, str) and _plain_keys(v) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return all(_plain_keys(v) for v in obj)
+    return True
+
+
 def ensure_head(engine: Engine) -> None:
     """Create the chain's head row once, with the schema (two first writers must not race to create it)."""
     with engine.begin() as conn:
@@ -81,8 +90,10 @@ def append(
     seq: int = head.seq + 1
     prev: str = head.hash
     stamp = iso(ts)
-    # through JSON and back once, so what is hashed is exactly what verify will re-read (e.g. int keys -> str)
-    data_json = canonical_json(json.loads(canonical_json(data)))
+    data_json = canonical_json(data)
+    if not _plain_keys(data):
+        # through JSON and back once, so what is hashed is exactly what verify will re-read (int keys -> str)
+        data_json = canonical_json(json.loads(data_json))
     h = hashlib.sha256(
         (
             prev + _record_text(seq, stamp, kind, venue=venue, data_json=data_json, config_hash=config_hash)
