@@ -178,110 +178,81 @@ class Executor:
         self, intent_id: str, venue: str, req: TransferRequest, now: float, what: str
     ) -> Outcome:
         """Call the venue for a committed intent and record what came back."""
+
+        def record(
+            status: IntentStatus,
+            severity: str,
+            kind: str,
+            message: str,
+            detail: str,
+            *,
+            error: str | None = None,
+            receipt: TransferReceipt | None = None,
+        ) -> Outcome:
+            ref = None if receipt is None else receipt.venue_ref
+            self.store.set_intent_status(
+                intent_id,
+                status,
+                now,
+                venue=venue,
+                venue_ref=ref,
+                error=error,
+                notes=[
+                    note(
+                        severity,
+                        kind,
+                        f"{venue}: {what} {message}",
+                        desk=self.desk,
+                        venue=venue,
+                        asset=req.asset,
+                        detail=f"intent {intent_id}: {detail}",
+                    )
+                ],
+            )
+            return Outcome(intent_id, status, receipt)
+
         try:
             receipt = await self.transfers.submit(req)
             self.last_submitted_at = time.perf_counter()
-        except TransferRefused as e:
-            self.store.set_intent_status(
-                intent_id,
+        except TransferRefused as e:  # nothing moved
+            return record(IntentStatus.FAILED, "critical", "transfer_failed", "refused", str(e), error=str(e))
+        except VenueUnavailable as e:  # the request never reached the venue: nothing moved
+            return record(
                 IntentStatus.FAILED,
-                now,
-                venue=venue,
+                "critical",
+                "transfer_failed",
+                "not sent, venue unreachable",
+                str(e),
                 error=str(e),
-                notes=[
-                    note(
-                        "critical",
-                        "transfer_failed",
-                        f"{venue}: {what} refused",
-                        desk=self.desk,
-                        venue=venue,
-                        asset=req.asset,
-                        detail=f"intent {intent_id}: {e}",
-                    )
-                ],
             )
-            return Outcome(intent_id, IntentStatus.FAILED)
-        except VenueUnavailable as e:
-            self.store.set_intent_status(
-                intent_id,
-                IntentStatus.FAILED,
-                now,
-                venue=venue,
-                error=str(e),
-                notes=[
-                    note(
-                        "critical",
-                        "transfer_failed",
-                        f"{venue}: {what} not sent, venue unreachable",
-                        desk=self.desk,
-                        venue=venue,
-                        asset=req.asset,
-                        detail=f"intent {intent_id}: {e}",
-                    )
-                ],
-            )
-            return Outcome(intent_id, IntentStatus.FAILED)
         except (
             Exception
         ) as e:  # UnknownOutcome, or anything unexpected: it may have happened, so never re-send
             if not isinstance(e, UnknownOutcome):
                 log.error("unexpected error from transfer submit", intent=intent_id, error=type(e).__name__)
-            self.store.set_intent_status(
-                intent_id,
+            return record(
                 IntentStatus.UNKNOWN,
-                now,
-                venue=venue,
+                "critical",
+                "unknown_intent",
+                "outcome unknown; route blocked",
+                "it will be looked up at the venue before anything else moves",
                 error=f"{type(e).__name__}: {e}",
-                notes=[
-                    note(
-                        "critical",
-                        "unknown_intent",
-                        f"{venue}: {what} outcome unknown; route blocked",
-                        desk=self.desk,
-                        venue=venue,
-                        asset=req.asset,
-                        detail=f"intent {intent_id} will be looked up at the venue before anything else moves",
-                    )
-                ],
             )
-            return Outcome(intent_id, IntentStatus.UNKNOWN)
         if receipt.state is None:  # an answer with no usable status: it may or may not have happened
-            self.store.set_intent_status(
-                intent_id,
+            return record(
                 IntentStatus.UNKNOWN,
-                now,
-                venue=venue,
-                venue_ref=receipt.venue_ref,
+                "critical",
+                "unknown_intent",
+                "outcome unknown; route blocked",
+                "the answer carried no status; it will be looked up",
                 error="the venue's answer carried no status",
-                notes=[
-                    note(
-                        "critical",
-                        "unknown_intent",
-                        f"{venue}: {what} outcome unknown; route blocked",
-                        desk=self.desk,
-                        venue=venue,
-                        asset=req.asset,
-                        detail=f"intent {intent_id}: the answer carried no status; it will be looked up",
-                    )
-                ],
+                receipt=receipt,
             )
-            return Outcome(intent_id, IntentStatus.UNKNOWN, receipt)
-        self.store.set_intent_status(
-            intent_id,
+        return record(
             IntentStatus.SUBMITTED,
-            now,
-            venue=venue,
-            venue_ref=receipt.venue_ref,
-            notes=[
-                note(
-                    "info",
-                    "transfer",
-                    f"{venue}: {what} submitted",
-                    desk=self.desk,
-                    venue=venue,
-                    asset=req.asset,
-                    detail=f"intent {intent_id}, venue ref {receipt.venue_ref}",
-                )
-            ],
+            "info",
+            "transfer",
+            "submitted",
+            f"venue ref {receipt.venue_ref}",
+            receipt=receipt,
         )
-        return Outcome(intent_id, IntentStatus.SUBMITTED, receipt)
