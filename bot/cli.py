@@ -410,8 +410,17 @@ VenueOpt = Annotated[str | None, typer.Option("--venue", help="Only this venue (
 
 
 def _approver(s: Settings, name: str) -> str:
+    """An approver who proves identity with their secret (as for `approve`)."""
+    from bot.engine.voting import secret_matches
+
     if name not in s.approvals.approvers:
         raise BadInput(f"--as: {name!r} is not in approvals.approvers")
+    secret = _secret(name)
+    if secret is None:
+        raise BadInput("no secret given: set MARGINBOT_APPROVER_SECRET or run at a terminal to be asked")
+    if not secret_matches(secret, s.approvals.approver_secrets.get(name)):
+        typer.echo(f"error: refused: {name}: secret does not match", err=True)
+        raise typer.Exit(1)
     return name
 
 
@@ -449,7 +458,7 @@ def halt(
 
 @app.command()
 def resume(by: AsOpt, venue: VenueOpt = None, config: ConfigOpt = None, db: DbOpt = None) -> None:
-    """Lift the kill switch (an approver only). Venues come back through `stale` to a fresh observation."""
+    """Lift the kill switch (an approver, with their secret). Venues come back through `stale`, then fresh data."""
 
     def body() -> None:
         from bot.app import open_store
@@ -522,7 +531,7 @@ def resolve(
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Close an open intent by hand after checking the venue (an approver only); audited and notified."""
+    """Close an open intent by hand after checking the venue (an approver, with their secret); audited."""
 
     def body() -> None:
         from bot.app import open_store

@@ -15,8 +15,13 @@ from tests.harness import START, make_bot, paper_settings
 RUN = CliRunner()
 
 
+SECRETS = {"alice": "paper-alice", "dana": "whatever"}
+
+
 def _cli(*args: str, db: str) -> tuple[int, str]:
-    res = RUN.invoke(app, [*args, "--config", str(PAPER), "--db", db])
+    who = args[args.index("--as") + 1] if "--as" in args else None
+    env = {"MARGINBOT_APPROVER_SECRET": SECRETS[who]} if who in SECRETS else {}
+    res = RUN.invoke(app, [*args, "--config", str(PAPER), "--db", db], env=env)
     return res.exit_code, res.output
 
 
@@ -30,6 +35,13 @@ def test_halt_and_resume_are_recorded_and_shown(sqlite_url: str) -> None:
     code, out = _cli("resume", "--as", "dana", db=sqlite_url)
     assert code == 2
     assert "not in approvals.approvers" in out
+    wrong = RUN.invoke(
+        app,
+        ["resume", "--as", "alice", "--config", str(PAPER), "--db", sqlite_url],
+        env={"MARGINBOT_APPROVER_SECRET": "guess"},
+    )
+    assert wrong.exit_code == 1
+    assert "secret does not match" in wrong.output
     code, out = _cli("resume", "--as", "alice", db=sqlite_url)
     assert code == 0
     assert json.loads(_cli("status", "--json", db=sqlite_url)[1])["halted"] == {}
