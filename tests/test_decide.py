@@ -222,3 +222,18 @@ def test_the_automatic_budget_is_not_freed_by_a_backwards_clock() -> None:
     assert isinstance(
         _decide(snapshot(usdt=1_000_000), pol=tight, intents=(old,)).actions[0].verdict, Allowed
     )
+
+
+def test_break_glass_respects_what_this_cycle_already_uses_of_a_route() -> None:
+    """An automatic leg and a break-glass move on one route never exceed its 24 h limit together."""
+    import dataclasses
+
+    routes = (route("a", max_amount="200000", daily_limit="250000"), route("b", fee="1"))
+    pol = dataclasses.replace(
+        policy(routes),
+        approvals=dataclasses.replace(policy(routes).approvals, break_glass_usd=Decimal(100_000)),
+    )
+    d = _decide(snapshot(usdt=180_000), pol=pol)
+    on_a = sum((p.action.amount for p in d.actions if p.action.route == "a"), Decimal(0))
+    assert any(p.action.trigger.startswith("break-glass") for p in d.actions)
+    assert on_a <= Decimal(250_000)

@@ -304,6 +304,7 @@ def decide(world: World, policy: Policy) -> Decision:
                     f=f,
                     why=why,
                     policy=policy,
+                    already=planned_here,
                 )
                 if glass is not None:
                     auto_spent += glass.action.usd  # it counts toward the daily automatic budget
@@ -402,8 +403,23 @@ def _break_glass(
     f: Figures,
     why: str,
     policy: Policy,
+    already: list[Planned],
 ) -> Planned | None:
-    """One move of at most `cap_usd`, from outside the emergency bucket, sent before approval."""
+    """One move of at most `cap_usd`, from outside the emergency bucket, sent before approval.
+
+    Route limits and source balances are what is left after the automatic legs planned in this same cycle.
+    """
+    going = [p.action for p in already if isinstance(p.verdict, Allowed)]
+    remaining = {
+        k: v - sum((a.amount for a in going if a.route == k), Decimal(0)) for k, v in remaining.items()
+    }
+    available = {
+        acct: {
+            asset: q - sum((a.amount for a in going if a.source == acct and a.asset == asset), Decimal(0))
+            for asset, q in bal.items()
+        }
+        for acct, bal in available.items()
+    }
     candidates = [r for r in routes if r.bucket != "emergency"]
     capped = min(need, float(cap_usd))
     legs, _ = plan_topup(
@@ -424,7 +440,9 @@ def _break_glass(
     if amount < r.min_amount or amount <= r.fee:
         return None
     usd = (amount * price).quantize(Decimal("0.01"))
-    delivered = float(amount - r.fee) * price_value(snap, r.asset)
+    delivered = (
+        float(amount - r.fee) * snap.prices.get(r.asset, 1.0) * (1.0 - snap.haircuts.get(r.asset, 0.0))
+    )
     u_after = f.im / (f.equity + delivered) if f.equity + delivered > 0 else float("inf")
     action = TransferAction(
         kind=TransferKind.TOPUP,
@@ -443,11 +461,6 @@ def _break_glass(
         utilization_after=u_after,
     )
     return Planned(action, Allowed(f"{BREAK_GLASS}: at the de-risk level while the top-up awaits approval"))
-
-
-def price_value(snap: VenueSnapshot, asset: str) -> float:
-    """USD of equity one unit of `asset` adds at this venue (price less haircut)."""
-    return snap.prices.get(asset, 1.0) * (1.0 - snap.haircuts.get(asset, 0.0))
 
 
 def _plan_legs(

@@ -68,7 +68,6 @@ class PaperTransfer:
     state: TransferState
     ref: str
     settled_at: float | None = None
-    polls: int = 0
 
 
 def _params(v: VenueModel) -> MarginParams:
@@ -321,7 +320,6 @@ class PaperExchange:
         t = self.transfers.get(req.client_id)
         if t is None:
             return None
-        t.polls += 1
         if self.now() - t.submitted_at < self.not_found_seconds:
             return None  # the venue has it, but its history does not show it yet
         return self._receipt(t)
