@@ -18,7 +18,13 @@ def _dec(d: dict[str, Decimal]) -> dict[str, str]:
     return {k: str(v) for k, v in d.items()}
 
 
+KEEP_SECONDS = 7 * 86_400  # settled transfers older than this are no longer looked up: not kept
+
+
 def dump(x: PaperExchange) -> dict[str, Any]:
+    """The exchange as JSON-ready data; settled transfers older than a week are dropped so it stays small."""
+    horizon = x.now() - KEEP_SECONDS
+    kept = [t for t in x.transfers.values() if t.state is TransferState.PENDING or t.submitted_at > horizon]
     return {
         "version": 1,
         "prices": dict(x.market.prices),
@@ -52,9 +58,9 @@ def dump(x: PaperExchange) -> dict[str, Any]:
                 "ref": t.ref,
                 "settled_at": t.settled_at,
             }
-            for t in x.transfers.values()
+            for t in kept
         ],
-        "effects": list(x.effects),
+        "effects": [t.req.client_id for t in kept],
         "fees_paid": _dec(x.fees_paid),
         "liquidation_fees": _dec(x.liquidation_fees),
         "liquidations": [[q.venue, q.ts, q.equity_before, q.fee] for q in x.liquidations],
