@@ -10,7 +10,9 @@ MarginbotError
 ├── UnknownOutcome           money-moving call may or may not have happened: reconcile, never re-send
 ├── PermanentError           stop and page a human
 │   ├── TransferRefused      the venue refused the transfer (frozen, insufficient funds, not whitelisted)
+│   ├── OrderRefused         the venue refused the order (reduce-only would grow, margin, unknown symbol)
 │   └── IntegrityError       the store or the audit chain is inconsistent
+├── StrategyError            a hedge strategy raised: that program stops, the rest of the bot runs on
 └── InvalidTransition        a programming error: a (state, trigger) pair the venue state table lacks
 """
 
@@ -67,6 +69,14 @@ class PermanentError(MarginbotError):
 
 class TransferRefused(PermanentError):
     """The venue refused a transfer outright; nothing moved."""
+
+
+class OrderRefused(PermanentError):
+    """The venue refused an order outright; nothing traded."""
+
+
+class StrategyError(MarginbotError):
+    """A hedge strategy raised; the engine stops that program and pages."""
 
 
 class IntegrityError(PermanentError):

@@ -63,6 +63,7 @@ class BuffersSection(Model):
     alert_utilization: PositiveRatio = 0.80
     alert_mm_ratio: PositiveRatio = 0.50
     derisk_mm_ratio: PositiveRatio = 0.75
+    derisk_wait_seconds: Annotated[float, Field(ge=0, le=86400)] = 60.0
     normal: BandModel = BandModel(min=0.20, target=0.30, max=0.60)
     high_vol: BandModel = BandModel(min=0.40, target=0.50, max=0.80)
 
@@ -160,6 +161,11 @@ class PaperVenueModel(Model):
     pm_shocks: list[PositiveRatio] = Field(default_factory=lambda: [0.05, 0.10, 0.15], min_length=1)
     positions: list[PositionModel] = Field(default_factory=list)
     funding_rate_8h: Annotated[float, Field(ge=-0.05, le=0.05)] = 0.0001
+    taker_fee_bps: Annotated[float, Field(ge=0, le=100)] = 5.0
+    spread_bps: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    book_levels: Annotated[int, Field(ge=1, le=1000)] = 20
+    book_step_bps: Annotated[float, Field(gt=0, le=1000)] = 2.0
+    book_level_usd: PositiveAmount = Decimal(200_000)
 
     @model_validator(mode="after")
     def _tiers(self) -> PaperVenueModel:
@@ -246,6 +252,8 @@ class RouteModel(Model):
 class InstrumentModel(Model):
     venue: Name
     symbol: Annotated[str, Field(pattern=SYMBOL_RE.pattern)]
+    fee_bps: Annotated[float, Field(ge=0, le=100)] = 5.0
+    qty_step: Annotated[float, Field(gt=0, le=1e6)] = 0.001
 
 
 class StopModel(Model):
@@ -264,6 +272,23 @@ class HedgeModel(Model):
     max_slippage_bps: Annotated[float, Field(ge=0)] = 20.0
     instruments: list[InstrumentModel] = Field(min_length=1)
     stop: StopModel = StopModel()
+    max_trades_per_hour: Annotated[int, Field(ge=1, le=3600)] = 6
+    gamma: Annotated[float, Field(ge=-1e9, le=1e9)] = 0.0
+    exposure_account: Name | None = None
+    funding_horizon_hours: Annotated[float, Field(gt=0, le=24 * 365)] = 24.0
+
+    @model_validator(mode="after")
+    def _shape(self) -> HedgeModel:
+        keys = [(i.venue, i.symbol) for i in self.instruments]
+        if len(set(keys)) != len(keys):
+            raise ValueError("instruments: the same venue and symbol are listed twice")
+        for i in self.instruments:
+            base = i.symbol.split("/", 1)[0]
+            if base != self.asset:
+                raise ValueError(f"instruments: {i.symbol} does not hedge {self.asset}")
+        if self.exposure_account is not None and self.gamma != 0.0:
+            raise ValueError("exposure_account reads a balance, whose delta has no gamma: drop one")
+        return self
 
 
 class ShockModel(Model):
@@ -384,10 +409,17 @@ class Settings(BaseSettings):
             problems.append(
                 f"approvals.approvers: empty, so no request could ever reach quorum {self.approvals.quorum}"
             )
+        hedge_names = [h.name for h in self.hedges]
+        for n in sorted({n for n in hedge_names if hedge_names.count(n) > 1}):
+            problems.append(f"hedges: the name {n!r} is used twice")
         for h in self.hedges:
             for inst in h.instruments:
                 if inst.venue not in venue_names:
                     problems.append(f"hedges[{h.name}].instruments: no venue named {inst.venue!r}")
+            if h.exposure_account is not None and h.exposure_account not in account_names:
+                problems.append(f"hedges[{h.name}].exposure_account: no account named {h.exposure_account!r}")
+            if h.asset not in priced:
+                problems.append(f"hedges[{h.name}].asset: market.prices has no {h.asset}")
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -27,6 +27,7 @@ class VenueSnapshot:
     haircuts: Mapping[str, float]
     params: MarginParams
     reported: Figures | None = None  # the venue's own figures, where it reports them (what it liquidates on)
+    funding: Mapping[str, float] = field(default_factory=dict)  # symbol -> funding rate per 8 h
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +92,7 @@ class Policy:
     routes: tuple[RouteSpec, ...]
     approvals: ApprovalPolicy
     max_data_age_seconds: float
+    derisk_wait_seconds: float = 60.0
     bucket_rank: Mapping[str, int] = field(
         default_factory=lambda: {"buffer": 0, "trading": 1, "emergency": 2}
     )
@@ -111,3 +113,4 @@ class World:
         frozenset()
     )  # venues halted one by one (e.g. a liquidation found at start)
     moves_allowed: bool = True  # False until every open intent is reconciled after a start (the startup gate)
+    reserved_im: Mapping[str, float] = field(default_factory=dict)  # venue -> IM a waiting hedge needs (USD)

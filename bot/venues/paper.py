@@ -5,7 +5,7 @@ liquidations); `PaperVenue`, `PaperAccount` and `PaperTransfers` are the ports t
 simulates linear perpetuals marked to the `Market`, maintenance margin by the venue's model, funding
 every 8 hours, transfers that settle after the route's `settle_seconds`, liquidation when the
 liquidation ratio reaches 1 (positions closed at mark with a 1% fee), and faults: outages, stale data,
-transfer freezes and timeouts after the effect.
+transfer freezes and timeouts after the effect. Orders and order books are in `paper_orders`.
 """
 
 from __future__ import annotations
@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from bot.core.execution import Book
 from bot.core.margin import Figures, MarginParams, Position, Tier, build_tiers, figures
 from bot.core.numbers import to_decimal
 from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
 from bot.settings import Settings, VenueModel
 from bot.sim.market import Market
-from bot.venues.base import TransferReceipt, TransferRequest, TransferState
+from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest, TransferState
+from bot.venues.paper_orders import BookShape, PaperMatching, take
 
 FUNDING_PERIOD_SECONDS = 8 * 3600
 LIQUIDATION_FEE = 0.01
@@ -46,6 +48,9 @@ class PaperBook:
     params: MarginParams
     funding: dict[str, float]
     default_funding: float
+    shape: BookShape = field(default_factory=BookShape)
+    symbols: set[str] = field(default_factory=set)  # symbols whose funding rate the venue quotes
+    funding_view: dict[str, float] = field(default_factory=dict)
     collateral_view: dict[str, float] = field(default_factory=dict)
     outage_until: float = float("-inf")
     stale_until: float = float("-inf")
@@ -57,6 +62,7 @@ class PaperBook:
     def refresh(self) -> None:
         """After any change: rebuild the float view the snapshots share (copy on write) and drop the cache."""
         self.collateral_view = {a: float(q) for a, q in self.collateral.items()}
+        self.funding_view = {s: self.funding.get(s, self.default_funding) for s in sorted(self.symbols)}
         self.version += 1
 
 
@@ -101,6 +107,10 @@ class PaperExchange:
         self.market = market
         self.now = clock
         self.books: dict[str, PaperBook] = {}
+        hedged: dict[str, set[str]] = {}
+        for h in settings.hedges:
+            for inst in h.instruments:
+                hedged.setdefault(inst.venue, set()).add(inst.symbol)
         for v in settings.venues:
             if v.kind != "paper" or v.paper is None:
                 continue
@@ -116,6 +126,14 @@ class PaperExchange:
                 params=params,
                 funding={},
                 default_funding=v.paper.funding_rate_8h,
+                shape=BookShape(
+                    levels=v.paper.book_levels,
+                    step_bps=v.paper.book_step_bps,
+                    level_usd=float(v.paper.book_level_usd),
+                    spread_bps=v.paper.spread_bps,
+                    fee_bps=v.paper.taker_fee_bps,
+                ),
+                symbols={p.symbol for p in v.paper.positions} | hedged.get(v.name, set()),
             )
             book.refresh()
             self.books[v.name] = book
@@ -140,6 +158,7 @@ class PaperExchange:
         self.fees_paid: dict[str, Decimal] = {}  # transfer fees per asset
         self.liquidation_fees: dict[str, Decimal] = {}  # per settlement asset
         self.last_funding_period: int | None = None
+        self.matching = PaperMatching(self)
 
     # --- the world moving -------------------------------------------------------------------------
     def advance(self) -> None:
@@ -237,7 +256,13 @@ class PaperExchange:
         book.refresh()
 
     def set_funding(self, venue: str, symbol: str, rate_8h: float) -> None:
-        self.books[venue].funding[symbol] = rate_8h
+        book = self.books[venue]
+        book.funding[symbol] = rate_8h
+        book.symbols.add(symbol)
+        book.refresh()
+
+    def set_liquidity(self, venue: str, symbol: str, depth_factor: float) -> None:
+        self.matching.depth[(venue, symbol)] = depth_factor
 
     def outage(self, venue: str, seconds: float) -> None:
         self.books[venue].outage_until = self.now() + seconds
@@ -270,6 +295,7 @@ class PaperExchange:
             haircuts=book.haircuts,
             params=book.params,
             reported=self.figures(book),
+            funding=book.funding_view,
         )
 
     def snapshot(self, venue: str) -> VenueSnapshot:
@@ -288,7 +314,7 @@ class PaperExchange:
 
     def submit(self, req: TransferRequest) -> TransferReceipt:
         now = self.now()
-        if _take(self.server_errors, req.route):
+        if take(self.server_errors, req.route):
             raise UnknownOutcome(f"{req.route}: HTTP 502 from the venue; the outcome is unknown")
         existing = self.transfers.get(req.client_id)
         if existing is not None and self.dedupe_client_ids:
@@ -310,9 +336,9 @@ class PaperExchange:
         self.transfers[req.client_id] = t
         if req.settle_seconds <= 0:
             self._settle(now)
-        if _take(self.timeouts_after_effect, req.route):
+        if take(self.timeouts_after_effect, req.route):
             raise UnknownOutcome(f"{req.route}: request timed out after the transfer was accepted")
-        if _take(self.malformed_answers, req.route):
+        if take(self.malformed_answers, req.route):
             return TransferReceipt(req.client_id, t.ref, None, req.amount, now)
         return self._receipt(t)
 
@@ -340,15 +366,6 @@ class PaperExchange:
             Decimal(0),
         )
         return total
-
-
-def _take(counter: dict[str, int], key: str) -> bool:
-    """Consume one armed fault for `key`, if any."""
-    left = counter.get(key, 0)
-    if left > 0:
-        counter[key] = left - 1
-        return True
-    return False
 
 
 def _settle_asset(symbol: str) -> str:
@@ -382,3 +399,17 @@ class PaperTransfers:
 
     async def lookup(self, req: TransferRequest) -> TransferReceipt | None:
         return self._x.lookup(req)
+
+
+class PaperOrders:
+    def __init__(self, exchange: PaperExchange) -> None:
+        self._m = exchange.matching
+
+    async def order_book(self, venue: str, symbol: str) -> Book:
+        return self._m.order_book(venue, symbol)
+
+    async def place(self, req: OrderRequest) -> OrderReceipt:
+        return self._m.place(req)
+
+    async def lookup_order(self, req: OrderRequest) -> OrderReceipt | None:
+        return self._m.lookup(req)

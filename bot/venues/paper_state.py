@@ -10,8 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 from bot.core.margin import Position
-from bot.venues.base import TransferRequest, TransferState
+from bot.venues.base import OrderReceipt, OrderRequest, TransferRequest, TransferState
 from bot.venues.paper import Liquidation, PaperExchange, PaperTransfer, scale_params
+from bot.venues.paper_orders import PaperOrder
 
 
 def _dec(d: dict[str, Decimal]) -> dict[str, str]:
@@ -35,6 +36,7 @@ def dump(x: PaperExchange) -> dict[str, Any]:
                 "haircuts": dict(b.haircuts),
                 "funding": dict(b.funding),
                 "margin_factor": b.margin_factor,
+                "symbols": sorted(b.symbols),
             }
             for name, b in x.books.items()
         },
@@ -65,6 +67,25 @@ def dump(x: PaperExchange) -> dict[str, Any]:
         "liquidation_fees": _dec(x.liquidation_fees),
         "liquidations": [[q.venue, q.ts, q.equity_before, q.fee] for q in x.liquidations],
         "last_funding_period": x.last_funding_period,
+        "orders": [
+            {
+                "client_id": o.req.client_id,
+                "venue": o.req.venue,
+                "symbol": o.req.symbol,
+                "side": o.req.side,
+                "qty": str(o.req.qty),
+                "reduce_only": o.req.reduce_only,
+                "ref": o.receipt.venue_ref,
+                "filled": str(o.receipt.filled),
+                "avg_price": o.receipt.avg_price,
+                "fee": o.receipt.fee,
+                "ts": o.receipt.ts,
+            }
+            for o in x.matching.orders.values()
+            if o.receipt.ts > horizon
+        ],
+        "depth": [[v, sym, f] for (v, sym), f in x.matching.depth.items()],
+        "order_fees": _dec(x.matching.fees_paid),
     }
 
 
@@ -82,6 +103,7 @@ def restore(x: PaperExchange, state: dict[str, Any]) -> None:
         book.funding = {k: float(v) for k, v in b["funding"].items()}
         book.margin_factor = float(b["margin_factor"])
         book.params = scale_params(book.base_params, book.margin_factor)
+        book.symbols |= set(b.get("symbols", []))
         book.refresh()
     for name, bal in state["accounts"].items():
         if name in x.accounts:
@@ -116,3 +138,20 @@ def restore(x: PaperExchange, state: dict[str, Any]) -> None:
         Liquidation(v, float(ts), float(eq), float(fee)) for v, ts, eq, fee in state["liquidations"]
     ]
     x.last_funding_period = state["last_funding_period"]
+    m = x.matching
+    m.orders = {}
+    for o in state.get("orders", []):
+        order = OrderRequest(
+            o["client_id"], o["venue"], o["symbol"], o["side"], Decimal(o["qty"]), bool(o["reduce_only"])
+        )
+        receipt = OrderReceipt(
+            order.client_id,
+            o["ref"],
+            Decimal(o["filled"]),
+            float(o["avg_price"]),
+            float(o["fee"]),
+            float(o["ts"]),
+        )
+        m.orders[order.client_id] = PaperOrder(order, receipt)
+    m.depth = {(v, sym): float(f) for v, sym, f in state.get("depth", [])}
+    m.fees_paid = {k: Decimal(v) for k, v in state.get("order_fees", {}).items()}

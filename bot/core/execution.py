@@ -1,0 +1,281 @@
+"""The execution planner: a strategy's trades become orders against order books and margin headroom.
+
+For each trade, instruments are tried in order (the trade's, else the program's rank):
+  - unavailable (no fresh data, halted venue, no order book)      -> next instrument
+  - reducing: shrink holdings that oppose the trade, least preferred instrument first (reduce-only)
+  - liquidity: walk the book; if the estimated slippage exceeds `max_slippage_bps`, cap the order at the
+    size that fits and carry the rest to the next instrument (a split); urgent trades take the book
+  - margin headroom: an order that would push its venue's utilization over the alert level is cut to what
+    fits; what is left goes to the next instrument. If nothing fits anywhere, the extra initial margin is
+    reported per venue (`im_needs`), and the treasury tops that venue up before the hedge is placed.
+Whatever no instrument could take is reported as unplaced, with the reasons.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+
+from bot.core.hedge import HedgeSpec, Instrument, OrderAction, OrderReason, Trade
+from bot.core.margin import Position, figures
+from bot.core.world import VenueSnapshot
+
+EPS = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """An order book: levels best first, (price, qty)."""
+
+    bids: tuple[tuple[float, float], ...]
+    asks: tuple[tuple[float, float], ...]
+
+    @property
+    def mid(self) -> float:
+        if self.bids and self.asks:
+            return (self.bids[0][0] + self.asks[0][0]) / 2.0
+        return (self.bids or self.asks or ((0.0, 0.0),))[0][0]
+
+    def side(self, side: str) -> tuple[tuple[float, float], ...]:
+        return self.asks if side == "buy" else self.bids
+
+
+def walk(book: Book, side: str, qty: float) -> tuple[float, float]:
+    """(filled qty, average price) of a market order of `qty` against the book."""
+    left, cost = qty, 0.0
+    for price, size in book.side(side):
+        take = min(left, size)
+        cost += take * price
+        left -= take
+        if left <= EPS:
+            break
+    filled = qty - max(left, 0.0)
+    return filled, (cost / filled if filled > EPS else 0.0)
+
+
+def slippage_bps(book: Book, side: str, avg_price: float) -> float:
+    mid = book.mid
+    if mid <= 0.0 or avg_price <= 0.0:
+        return 0.0
+    return (avg_price - mid) / mid * 10_000.0 * (1.0 if side == "buy" else -1.0)
+
+
+def max_qty_within(book: Book, side: str, max_bps: float) -> float:
+    """The largest order whose average price stays within `max_bps` of mid."""
+    mid = book.mid
+    limit = mid * (1.0 + max_bps / 10_000.0) if side == "buy" else mid * (1.0 - max_bps / 10_000.0)
+    qty = cost = 0.0
+    for price, size in book.side(side):
+        # taking x of this level keeps the average within the limit while (cost + x·p) / (qty + x) ≤ limit
+        new_cost, new_qty = cost + size * price, qty + size
+        if (side == "buy" and new_cost <= limit * new_qty) or (
+            side == "sell" and new_cost >= limit * new_qty
+        ):
+            qty, cost = new_qty, new_cost
+            continue
+        gap = price - limit
+        if abs(gap) > EPS:
+            x = (limit * qty - cost) / gap
+            qty += max(0.0, min(size, x))
+        break
+    return qty
+
+
+def round_step(qty: float, step: float) -> Decimal:
+    """Round a size down to the instrument's step, exactly."""
+    d = Decimal(repr(step))
+    return (Decimal(repr(qty)) / d).to_integral_value(rounding=ROUND_DOWN) * d
+
+
+def with_trade(
+    positions: tuple[Position, ...], symbol: str, base: str, qty: float, mark: float
+) -> tuple[Position, ...]:
+    """Positions after trading `qty` of `symbol` (merged with an existing position, entry at mark)."""
+    out = []
+    merged = False
+    for p in positions:
+        if p.symbol == symbol and not merged:
+            new = p.qty + qty
+            if abs(new) > EPS:
+                out.append(Position(symbol, base, new, p.entry if abs(new) <= abs(p.qty) else mark))
+            merged = True
+        else:
+            out.append(p)
+    if not merged:
+        out.append(Position(symbol, base, qty, mark))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    orders: tuple[OrderAction, ...] = ()
+    im_needs: Mapping[str, float] = field(default_factory=dict)  # venue -> extra initial margin (USD) wanted
+    unplaced: float = 0.0  # signed qty no instrument could take this cycle
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Room:
+    """A venue's margin room, updated as this cycle's orders are planned on it."""
+
+    snap: VenueSnapshot
+    alert_utilization: float
+    positions: tuple[Position, ...]
+
+
+def _utilization(room: _Room) -> float:
+    s = room.snap
+    return figures(s.collateral, room.positions, s.prices, s.haircuts, s.params).utilization
+
+
+def _fits(room: _Room, inst: Instrument, qty: float, mark: float) -> float:
+    """The largest part of `qty` (same sign) this venue can add and stay at or under its alert level."""
+
+    def ok(x: float) -> bool:
+        trial = with_trade(room.positions, inst.symbol, inst.base, x, mark)
+        s = room.snap
+        f = figures(s.collateral, trial, s.prices, s.haircuts, s.params)
+        return f.utilization <= room.alert_utilization
+
+    if ok(qty):
+        return qty
+    lo, hi = 0.0, 1.0
+    for _ in range(30):
+        mid = (lo + hi) / 2.0
+        if ok(qty * mid):
+            lo = mid
+        else:
+            hi = mid
+    return qty * lo
+
+
+def plan_orders(
+    spec: HedgeSpec,
+    trades: tuple[Trade, ...],
+    holdings: Mapping[str, float],
+    *,
+    books: Mapping[str, Book | None],
+    snapshots: Mapping[str, VenueSnapshot | None],
+    alert_utilization: Mapping[str, float],
+    trigger: str,
+    leg_start: int = 0,
+) -> Plan:
+    """Orders for `trades`; `books` holds a book per instrument key that may be traded (None: unreachable)."""
+    orders: list[OrderAction] = []
+    notes: list[str] = []
+    needs: dict[str, float] = {}
+    held = dict(holdings)
+    rooms: dict[str, _Room] = {}
+    unplaced = 0.0
+    leg = leg_start
+
+    def room(venue: str) -> _Room | None:
+        if venue not in rooms:
+            snap = snapshots.get(venue)
+            if snap is None:
+                return None
+            rooms[venue] = _Room(snap, alert_utilization.get(venue, 1.0), snap.positions)
+        return rooms[venue]
+
+    def emit(inst: Instrument, qty: float, t: Trade, book: Book, *, reduce_only: bool) -> float:
+        nonlocal leg
+        side = "buy" if qty > 0 else "sell"
+        size = round_step(abs(qty), inst.qty_step)
+        if size <= 0:
+            return 0.0
+        _, avg = walk(book, side, float(size))
+        orders.append(
+            OrderAction(
+                program=spec.name,
+                venue=inst.venue,
+                symbol=inst.symbol,
+                side=side,
+                qty=size,
+                reduce_only=reduce_only,
+                reason=t.reason,
+                trigger=trigger,
+                leg=leg,
+                est_price=avg,
+                est_slippage_bps=slippage_bps(book, side, avg),
+                note=t.note,
+            )
+        )
+        leg += 1
+        signed = float(size) if qty > 0 else -float(size)
+        held[inst.key] = held.get(inst.key, 0.0) + signed
+        r = room(inst.venue)
+        if r is not None:
+            r.positions = with_trade(r.positions, inst.symbol, inst.base, signed, book.mid)
+        return signed
+
+    def liquid(book: Book, side: str, qty: float, urgent: bool) -> float:
+        if urgent:
+            return qty
+        cap = max_qty_within(book, side, spec.max_slippage_bps)
+        return min(qty, cap)
+
+    for t in trades:
+        order = t.instruments or tuple(i.key for i in spec.instruments)
+        insts = [spec.instrument(k) for k in order]
+        left = t.qty
+        side = "buy" if left > 0 else "sell"
+        # 1. shrink holdings that oppose the trade, least preferred first
+        for inst in reversed(insts):
+            h = held.get(inst.key, 0.0)
+            book = books.get(inst.key)
+            if abs(left) <= EPS or book is None or h * left >= 0 or abs(h) <= EPS:
+                continue
+            want = min(abs(left), abs(h))
+            take = liquid(book, side, want, t.urgent)
+            if take < want - EPS:
+                notes.append(f"{inst.key}: reduction capped at {take:g} of {want:g} by max_slippage_bps")
+            left -= emit(inst, math.copysign(take, left), t, book, reduce_only=True)
+        if t.reduce_only:
+            unplaced += left if abs(left) > EPS else 0.0
+            continue
+        # 2. add on instruments in order, within liquidity and margin headroom
+        starved: list[tuple[Instrument, float]] = []
+        for inst in insts:
+            if abs(left) <= EPS:
+                break
+            book = books.get(inst.key)
+            r = room(inst.venue)
+            if book is None or r is None:
+                notes.append(f"{inst.key}: unavailable; trying the next instrument")
+                continue
+            take = liquid(book, side, abs(left), t.urgent)
+            if take < abs(left) - EPS:
+                notes.append(
+                    f"{inst.key}: {abs(left):g} would slip past {spec.max_slippage_bps:g} bps; "
+                    f"capped at {take:g}"
+                )
+            signed = math.copysign(take, left)
+            fits = _fits(r, inst, signed, book.mid)
+            if abs(fits) < abs(signed) - EPS:
+                notes.append(
+                    f"{inst.key}: {abs(signed):g} would push {inst.venue} over its alert utilization; "
+                    f"{abs(fits):g} fits"
+                )
+                starved.append((inst, signed - fits))
+            left -= emit(inst, fits, t, book, reduce_only=False)
+        if abs(left) > EPS:
+            unplaced += left
+            if starved:
+                inst, extra = starved[0]
+                book = books.get(inst.key)
+                mark = book.mid if book is not None else 0.0
+                r = room(inst.venue)
+                if r is not None:
+                    s = r.snap
+                    before = figures(s.collateral, r.positions, s.prices, s.haircuts, s.params)
+                    after = figures(
+                        s.collateral,
+                        with_trade(r.positions, inst.symbol, inst.base, extra, mark),
+                        s.prices,
+                        s.haircuts,
+                        s.params,
+                    )
+                    needs[inst.venue] = needs.get(inst.venue, 0.0) + max(0.0, after.im - before.im)
+    return Plan(tuple(orders), needs, unplaced, tuple(notes))
