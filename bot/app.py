@@ -9,17 +9,19 @@ import structlog
 
 from bot.core.actions import TransferKind
 from bot.core.approvals import ApprovalPolicy, Rule
+from bot.core.hedge import HedgeSpec, Instrument, StopRule
 from bot.core.policy import Band, Regime, VenuePolicy
 from bot.core.world import Policy, RouteSpec
 from bot.engine.bot import Bot
 from bot.engine.clock import Clock
+from bot.engine.hedger import Hedger
 from bot.errors import ConfigError, NotBuilt
 from bot.notify import AppriseSender, OutboxWorker
 from bot.settings import BandModel, Settings
 from bot.sim.market import AssetProcess, Market
 from bot.store.db import make_engine
 from bot.store.repo import Store
-from bot.venues.paper import PaperAccount, PaperExchange, PaperTransfers, PaperVenue
+from bot.venues.paper import PaperAccount, PaperExchange, PaperOrders, PaperTransfers, PaperVenue
 
 log = structlog.get_logger("marginbot.app")
 
@@ -80,6 +82,33 @@ def compile_policy(s: Settings) -> Policy:
         routes=tuple(routes),
         approvals=approvals,
         max_data_age_seconds=s.bot.max_data_age_seconds,
+        derisk_wait_seconds=s.buffers.derisk_wait_seconds,
+    )
+
+
+def compile_hedges(s: Settings) -> tuple[HedgeSpec, ...]:
+    """The `[[hedges]]` programs as the pure core sees them."""
+    return tuple(
+        HedgeSpec(
+            name=h.name,
+            asset=h.asset,
+            strategy=h.strategy,
+            exposure=h.exposure,
+            target_delta=h.target_delta,
+            band=h.band,
+            min_trade=h.min_trade,
+            max_slippage_bps=h.max_slippage_bps,
+            instruments=tuple(Instrument(i.venue, i.symbol, i.fee_bps, i.qty_step) for i in h.instruments),
+            max_trades_per_hour=h.max_trades_per_hour,
+            gamma=h.gamma,
+            exposure_account=h.exposure_account,
+            funding_horizon_hours=h.funding_horizon_hours,
+            stop=StopRule(
+                None if h.stop.max_loss_usd is None else float(h.stop.max_loss_usd),
+                h.stop.max_funding_drag_bps_per_day,
+            ),
+        )
+        for h in s.hedges
     )
 
 
@@ -132,12 +161,6 @@ def build(
 ) -> Wired:
     """Wire a bot over paper venues. Pass `exchange` to rebuild a bot over an existing world (after a crash)."""
     require_paper(s)
-    if s.hedges:
-        log.warning(
-            "hedge programs are configured but the hedge engine is not part of this release; "
-            "they are validated and not traded",
-            hedges=[h.name for h in s.hedges],
-        )
     market = market or (exchange.market if exchange else market_from_settings(s))
     exchange = exchange or PaperExchange(s, market, clock.now)
     outbox = None
@@ -162,5 +185,12 @@ def build(
         before_cycle=before_cycle,
         reconcile_lag_seconds=s.bot.reconcile_lag_seconds,
         kill_switch_poll_seconds=kill_switch_poll_seconds,
+        hedger=Hedger(
+            compile_hedges(s),
+            store,
+            PaperOrders(exchange),
+            desk=s.bot.desk,
+            lag_seconds=s.bot.reconcile_lag_seconds,
+        ),
     )
     return Wired(bot, exchange, market, store)

@@ -205,6 +205,12 @@ def decide(world: World, policy: Policy) -> Decision:
             move(Trigger.DATA_STALE)
             continue
 
+        extra_im = world.reserved_im.get(name, 0.0)
+        if extra_im > 0.0:
+            # a hedge waits for initial margin here: size the buffer as if it were placed, so treasury tops
+            # the venue up first (the observed figures and alerts above stay the venue's own)
+            im = f.im + extra_im
+            f = Figures(f.equity, im, f.mm, im / f.equity if f.equity > 0 else float("inf"), f.mm_ratio)
         mine = open_by_venue.get(name, [])
         awaiting = False
         for i in mine:

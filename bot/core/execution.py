@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
-from bot.core.hedge import HedgeSpec, Instrument, OrderAction, OrderReason, Trade
+from bot.core.hedge import HedgeSpec, Instrument, OrderAction, Trade
 from bot.core.margin import Position, figures
 from bot.core.world import VenueSnapshot
 

@@ -200,3 +200,24 @@ def exposure_pnl(base: float, ref_price: float, price: float, gamma: float) -> f
     if gamma == 0.0 or ref_price <= 0.0:
         return base * move
     return base * move + gamma * move * move / (2.0 * ref_price * 0.01)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderView:
+    """An order intent as the engine needs to see it (open ones, for reconciliation and the startup gate)."""
+
+    id: str
+    program: str | None
+    venue: str
+    symbol: str
+    side: str
+    qty: Decimal
+    reduce_only: bool
+    reason: OrderReason
+    status: OrderStatus
+    created_at: float
+    acknowledged: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.venue}|{self.symbol}"

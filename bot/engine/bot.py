@@ -22,6 +22,7 @@ import structlog
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus
 from bot.core.decide import Alert, Decision, decide
+from bot.core.derisk import plan_derisk
 from bot.core.fsm import VenueState
 from bot.core.margin import Figures
 from bot.core.policy import Regime
@@ -29,7 +30,9 @@ from bot.core.world import DAY_SECONDS, AccountSnapshot, IntentView, Policy, Ven
 from bot.engine.alerts import AlertBook, RaisedAlert
 from bot.engine.clock import Clock
 from bot.engine.executor import Executor, Outcome
+from bot.engine.hedger import HedgePlan, Hedger, Seen
 from bot.engine.killswitch import Controls, KillSwitch
+from bot.engine.orders import OrderOutcome
 from bot.engine.positions import PositionWatch
 from bot.engine.reconcile import Reconciler
 from bot.errors import MarginbotError
@@ -51,6 +54,7 @@ class CycleResult:
     decision: Decision
     outcomes: tuple[Outcome, ...]
     raised: tuple[Alert, ...]
+    orders: tuple[OrderOutcome, ...] = ()
 
 
 _NOTHING = Decision((), (), (), (), {}, ())
@@ -75,6 +79,7 @@ class Bot:
         outbox: OutboxWorker | None = None,
         figures_every_seconds: float | None = 0.0,
         before_cycle: Callable[[float], None] | None = None,
+        hedger: Hedger | None = None,
     ) -> None:
         self.policy = policy
         self.venues = list(venues)
@@ -97,6 +102,7 @@ class Bot:
         self.states: dict[str, VenueState] = {}
         self.since: dict[str, float] = {}
         self.watch = PositionWatch({})
+        self.hedger = hedger
         self._intents: dict[str, IntentView] = {}
         self._intent_tuple: tuple[IntentView, ...] = ()
         self._in_flight: tuple[IntentView, ...] = ()
@@ -122,6 +128,9 @@ class Bot:
         self.since = dict.fromkeys(self.policy.venues, now)
         self.watch = PositionWatch(self.store.known_positions())
         self._load_intents(now)
+        if self.hedger is not None:
+            self.hedger.watch = self.watch
+            self.hedger.load(now)
         # an intent still `approved` was recorded by a process that stopped before recording the venue's answer:
         # it may or may not have been sent, so it is unknown until the venue is asked
         for i in [
@@ -136,12 +145,15 @@ class Bot:
             )
             self._set(dataclasses.replace(i, status=IntentStatus.UNKNOWN))
         self._unreconciled = {i.id for i in self._in_flight}
+        if self.hedger is not None:
+            self._unreconciled |= self.hedger.unreconciled
         try:
             self._intents_mark = self.kill.read(now).intents_mark
         except Exception as e:  # an unreadable kill switch is on
             self._fail_closed(now, "reading the kill switch", e)
         if self._unreconciled:
             await self._reconcile(now)
+            await self._reconcile_orders(now)
 
     async def close(self) -> None:
         if self._flush_task is not None:
@@ -173,11 +185,14 @@ class Bot:
         if self.before_cycle is not None:
             self.before_cycle(now)
         controls = self._controls(now)
-        if self._in_flight:
+        if self._in_flight or (self.hedger is not None and self.hedger.open):
             try:
                 await self._reconcile(now)
+                await self._reconcile_orders(now)
             except Exception as e:  # fail closed
                 controls = self._fail_closed(now, "reconciliation", e)
+        if controls.resume_hedges and self.hedger is not None:
+            self._resume_hedges(now, controls)
         if self._expiries:
             self._expire(now)
         outcomes: list[Outcome] = []
@@ -185,6 +200,16 @@ class Bot:
             outcomes.extend(await self._send_approved(now, controls))
         snapshots, accounts = await self._observe()
         halted_venues = controls.halted_venues | self._watch_positions(now, snapshots)
+        hedge_plan = HedgePlan()
+        if self.hedger is not None:
+            try:
+                hedge_plan = await self.hedger.plan(
+                    self._seen(now, snapshots, accounts, halted_venues),
+                    may_trade=not self._unreconciled,
+                    reduce_only=controls.halted,
+                )
+            except Exception as e:  # fail closed: the hedge engine's own checks failed
+                controls = self._fail_closed(now, "the hedge engine", e)
         world = World(
             now=now,
             regime=self.regime,
@@ -195,6 +220,7 @@ class Bot:
             halted=controls.halted,
             halted_venues=halted_venues,
             moves_allowed=not self._unreconciled,
+            reserved_im=hedge_plan.im_needs,
         )
         observed_at = time.perf_counter()
         try:
@@ -213,7 +239,15 @@ class Bot:
                 self._remember(outcome.view, now)
             if len(outcomes) == 1 and self.executor.last_submitted_at is not None:
                 self.last_reaction_seconds = self.executor.last_submitted_at - observed_at
-        alerts = decision.alerts
+        order_outcomes: list[OrderOutcome] = []
+        alerts = (*decision.alerts, *hedge_plan.alerts)
+        if self.hedger is not None and decision is not _NOTHING:
+            busy = self.hedger.busy_venues | halted_venues
+            derisk = plan_derisk(world, self.policy, decision, busy=busy)
+            alerts = (*alerts, *derisk.alerts)
+            order_outcomes.extend(await self.hedger.send(derisk.orders, now))
+            if not controls.halted or all(o.reduce_only for o in hedge_plan.orders):
+                order_outcomes.extend(await self.hedger.send(hedge_plan.orders, now))
         if self._unreconciled:
             alerts = (
                 *alerts,
@@ -244,7 +278,9 @@ class Bot:
             self.flush_figures(now)
         if self.outbox is not None and (self._flush_task is None or self._flush_task.done()):
             self._flush_task = asyncio.create_task(self._flush(now))
-        return CycleResult(now, decision.observed, self.states, decision, tuple(outcomes), raised)
+        return CycleResult(
+            now, decision.observed, self.states, decision, tuple(outcomes), raised, tuple(order_outcomes)
+        )
 
     def _controls(self, now: float) -> Controls:
         """The kill switch; a change made by a person to an intent makes the cache reload."""
@@ -343,6 +379,36 @@ class Bot:
             if f.classified:
                 self._unreconciled.discard(f.intent.id)
 
+    async def _reconcile_orders(self, now: float) -> None:
+        if self.hedger is None:
+            return
+        for r in await self.hedger.reconcile(now):
+            if r.classified:
+                self._unreconciled.discard(r.order.id)
+
+    def _resume_hedges(self, now: float, controls: Controls) -> None:
+        assert self.hedger is not None
+        for program, by in controls.resume_hedges:
+            if program in self.hedger.specs:
+                self.hedger.resume(program, now, by=by)
+            self.kill.hedge_resumed(now, program=program)
+
+    def _seen(
+        self,
+        now: float,
+        snapshots: Mapping[str, VenueSnapshot | None],
+        accounts: Mapping[str, AccountSnapshot | None],
+        halted_venues: frozenset[str],
+    ) -> Seen:
+        """Fresh snapshots of venues that are not halted: the only ones a hedge may trade on."""
+        age = self.policy.max_data_age_seconds
+        fresh = {
+            v: s if s is not None and now - s.ts <= age and v not in halted_venues else None
+            for v, s in snapshots.items()
+        }
+        limits = {v: p.alert_utilization for v, p in self.policy.venues.items()}
+        return Seen(now, fresh, accounts, limits)
+
     async def _send_approved(self, now: float, controls: Controls) -> list[Outcome]:
         """Send what people approved since the last cycle (its route must not be blocked by an unknown)."""
         blocked = {i.route for i in self._in_flight if i.status is IntentStatus.UNKNOWN}
@@ -431,6 +497,8 @@ class Bot:
                 )
         if rows:
             self.store.save_figures(rows, now)
+        if self.hedger is not None and self.hedger.specs:
+            self.store.save_hedge_summaries(self.hedger.summaries(), now)
         self._last_figures_at = now
 
     async def _flush(self, now: float) -> int:

@@ -3,6 +3,8 @@
     ctl:halt            the whole bot: no money moves anywhere
     ctl:halt:<venue>    one venue (set at start when its positions changed while the bot was down)
     ctl:intents         bumped when a person resolves an intent, so a running bot reloads its cache
+    ctl:resume-hedge:<program>   a person asked to resume a hedge program stopped by its stop rule; the
+                        bot applies it (audited) at its next cycle and clears the flag
 
 A kill switch that cannot be read counts as on.
 """
@@ -18,6 +20,7 @@ from bot.store.repo import Store
 PREFIX = "ctl:"
 HALT = "ctl:halt"
 INTENTS = "ctl:intents"
+RESUME_HEDGE = "ctl:resume-hedge:"
 
 
 def venue_key(venue: str) -> str:
@@ -30,6 +33,7 @@ class Controls:
     halted_venues: frozenset[str]
     reasons: dict[str, str]  # flag key -> "by NAME: reason"
     intents_mark: str | None
+    resume_hedges: tuple[tuple[str, str], ...] = ()  # (program, by) asked to resume
 
 
 class KillSwitch:
@@ -55,7 +59,12 @@ class KillSwitch:
                 info = json.loads(raw)
                 reasons[key] = f"by {info.get('by')}: {info.get('reason')}"
         venues = frozenset(k[len(HALT) + 1 :] for k in reasons if k != HALT)
-        self._cached = Controls(HALT in reasons, venues, reasons, flags.get(INTENTS))
+        resumes = tuple(
+            (k[len(RESUME_HEDGE) :], str(json.loads(v).get("by")))
+            for k, v in sorted(flags.items())
+            if k.startswith(RESUME_HEDGE)
+        )
+        self._cached = Controls(HALT in reasons, venues, reasons, flags.get(INTENTS), resumes)
         self._cached_version = self.store.flags_version
         self._read_at = now
         return self._cached
@@ -98,3 +107,14 @@ class KillSwitch:
 
     def mark_intents_changed(self, now: float, *, by: str, intent_id: str) -> None:
         self.store.set_flag(INTENTS, json.dumps({"at": now, "by": by, "intent": intent_id}), now)
+
+    def request_hedge_resume(self, now: float, *, program: str, by: str) -> None:
+        self.store.set_flag(
+            RESUME_HEDGE + program,
+            json.dumps({"by": by, "at": now}),
+            now,
+            events=[("hedge.resume_requested", None, {"program": program, "by": by})],
+        )
+
+    def hedge_resumed(self, now: float, *, program: str) -> None:
+        self.store.set_flag(RESUME_HEDGE + program, None, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from bot.core.actions import canonical_json
@@ -21,11 +22,35 @@ class Change:
     while_down: bool  # first sight after a start, and different from what was last recorded
 
 
+def _parse(text: str | None) -> dict[str, float]:
+    return {} if text is None else {str(s): float(q) for s, q in json.loads(text)}
+
+
+def _same(a: str | None, b: str) -> bool:
+    """Equal position sets, up to float noise in the quantities."""
+    if a == b:
+        return True
+    pa, pb = _parse(a), _parse(b)
+    return pa.keys() == pb.keys() and all(abs(pa[k] - pb[k]) <= 1e-9 * max(1.0, abs(pb[k])) for k in pa)
+
+
 class PositionWatch:
     def __init__(self, known: dict[str, str]) -> None:
         self._known = dict(known)  # canonical positions per venue as last recorded
         self._unseen = set(known)  # venues not yet observed since start
         self._last: dict[str, tuple[Position, ...]] = {}
+
+    def expect(self, venue: str, symbol: str, qty: float) -> str:
+        """Our own fill of `qty` changes what the venue should show; returns the new canonical positions."""
+        held = _parse(self._known.get(venue))
+        new = held.get(symbol, 0.0) + qty
+        if abs(new) <= 1e-12:
+            held.pop(symbol, None)
+        else:
+            held[symbol] = new
+        self._known[venue] = canonical_json(sorted([s, q] for s, q in held.items()))
+        self._last.pop(venue, None)
+        return self._known[venue]
 
     def check(self, snap: VenueSnapshot) -> Change | None:
         """A change of positions since the last look, or None (cheap when the snapshot shares the same tuple)."""
@@ -37,7 +62,7 @@ class PositionWatch:
         before = self._known.get(v)
         first = v in self._unseen
         self._unseen.discard(v)
-        if before == now:
+        if _same(before, now):
             return None
         self._known[v] = now
         return Change(v, before, now, while_down=first and before is not None)

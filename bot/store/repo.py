@@ -23,6 +23,7 @@ from bot.core.approvals import BREAK_GLASS, Counted, Refused, Request, Vote, cas
 from bot.core.world import IntentView
 from bot.errors import IntegrityError
 from bot.store import audit as chain
+from bot.store.orders import OrderRecords
 from bot.store.tables import approvals, audit, flags, intents, notifications, venue_status
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -74,7 +75,7 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else x
 
 
-class Store:
+class Store(OrderRecords):
     def __init__(self, engine: Engine, *, config_hash: str | None = None, min_severity: str = "info") -> None:
         self.engine = engine
         self.config_hash = config_hash

@@ -168,3 +168,43 @@ flags = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the intent id, sent as the client order id
+    Column("program", String(64)),  # the hedge program; NULL for a de-risk order on the venue's own book
+    Column("venue", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("qty", Money, nullable=False),
+    Column("reduce_only", Boolean, nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("status", String(20), nullable=False, index=True),
+    Column("filled", Money),
+    Column("avg_price", Float),
+    Column("fee", Float),
+    Column("est_price", Float),
+    Column("est_slippage_bps", Float),
+    Column("params_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("updated_at", Float, nullable=False),
+    Column("venue_ref", String(128)),
+    Column("error", Text),
+    Column("note", Text, nullable=False),
+    Column("config_hash", String(64)),
+)
+
+hedges = Table(
+    "hedges",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("state", Text, nullable=False),  # the program's ledger (JSON), changed with each fill
+    Column("net_delta", Float),
+    Column("target", Float),
+    Column("band", Float),
+    Column("loss", Float),  # running cost to date, USD
+    Column("stopped", Boolean, nullable=False),
+    Column("stop_reason", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

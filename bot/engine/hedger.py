@@ -1,0 +1,439 @@
+"""The hedge engine's shell: keeps each program's ledger, asks its strategy, fetches books, sends orders.
+
+Per cycle, after the venues are observed:
+  1. bookkeeping   exposure changes (config, account balance), funding at 8 h boundaries, holdings the
+                   venue no longer shows (a de-risk or a liquidation), each persisted when it changes
+  2. stop rules    running cost or funding drag beyond the program's limits -> stopped (persisted, critical)
+                   and unwound with reduce-only orders; it stays stopped until `marginbot resume-hedge`
+  3. strategy      a pure function of frozen inputs; one that raises stops its program (StrategyError)
+  4. planning      books for the instruments a trade may use, then `plan_orders` (pure)
+The orders are sent after the cycle's transfers (see `Bot.cycle`). A program with an order of unknown
+outcome does not trade until that order is reconciled. While the bot is halted only reduce-only orders
+(stop unwinds, de-risk) are sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from bot.core.decide import Alert
+from bot.core.execution import Book, plan_orders
+from bot.core.hedge import (
+    HedgeInputs,
+    HedgeSpec,
+    OrderAction,
+    OrderReason,
+    OrderStatus,
+    OrderView,
+    Quote,
+    Trade,
+)
+from bot.core.hedge_book import HedgeState, stop_reason
+from bot.core.world import AccountSnapshot, VenueSnapshot
+from bot.engine.orders import OrderDesk, OrderOutcome
+from bot.engine.positions import PositionWatch
+from bot.errors import StrategyError
+from bot.notify import note
+from bot.store.orders import LedgerUpdate
+from bot.store.repo import Note, Store
+from bot.venues.base import OrderPort
+from strategies import get as get_strategy
+
+log = structlog.get_logger("marginbot.hedger")
+
+FUNDING_PERIOD_SECONDS = 8 * 3600
+EPS = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class HedgePlan:
+    orders: tuple[OrderAction, ...] = ()
+    im_needs: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    alerts: tuple[Alert, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What this cycle's observation says about the venues, for the hedge engine."""
+
+    now: float
+    snapshots: Mapping[str, VenueSnapshot | None]  # fresh and not halted, else None
+    accounts: Mapping[str, AccountSnapshot | None]
+    alert_utilization: Mapping[str, float]
+
+
+class Hedger:
+    def __init__(
+        self, specs: tuple[HedgeSpec, ...], store: Store, port: OrderPort, *, desk: str, lag_seconds: float
+    ):
+        self.specs = {s.name: s for s in specs}
+        self.store = store
+        self.desk = desk
+        self.desk_orders = OrderDesk(store, port, desk=desk, lag_seconds=lag_seconds)
+        self.port = port
+        self.states: dict[str, HedgeState] = {}
+        self.open: dict[str, OrderView] = {}
+        self.unreconciled: set[str] = set()
+        self.prices: dict[str, float] = {}  # last mark per asset, for events between cycles
+        self.marks: dict[str, float] = {}  # last mark per instrument key
+        self.max_abs_deviation: dict[str, float] = dict.fromkeys(self.specs, 0.0)
+        self.watch: PositionWatch | None = None  # the bot's, so that our own fills are expected
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+    def load(self, now: float) -> None:
+        """Ledgers and open orders from the store; an order left `approved` by a dead process is unknown."""
+        stored = self.store.ledgers()
+        self.states = {
+            n: HedgeState.from_json(stored[n]) if n in stored else HedgeState() for n in self.specs
+        }
+        self.open = {}
+        for stored_order in self.store.open_orders():
+            o = stored_order
+            if o.status is OrderStatus.APPROVED:
+                self.store.order_result(
+                    o.id,
+                    OrderStatus.UNKNOWN,
+                    now,
+                    venue=o.venue,
+                    data={"reconciled": "the bot stopped between recording the order and the venue's answer"},
+                )
+                o = dataclasses.replace(o, status=OrderStatus.UNKNOWN)
+            self.open[o.id] = o
+        self.unreconciled = set(self.open)
+
+    def reload_ledgers(self) -> None:
+        """A person changed a ledger (resume-hedge): take the stored ones."""
+        stored = self.store.ledgers()
+        for n in self.specs:
+            if n in stored:
+                self.states[n] = HedgeState.from_json(stored[n])
+
+    @property
+    def busy_venues(self) -> frozenset[str]:
+        return frozenset(o.venue for o in self.open.values())
+
+    def _ledger(self, name: str, price: float | None = None) -> LedgerUpdate:
+        spec, st = self.specs[name], self.states[name]
+        price = price if price is not None else self.prices.get(spec.asset)
+        net = st.net_delta(spec, price) if price is not None else None
+        loss = st.cost(spec, price, self.marks).loss if price is not None else None
+        return LedgerUpdate(
+            name, st.to_json(), net, spec.target_delta, spec.band, loss, st.stopped, st.stop_reason
+        )
+
+    def _save(
+        self, name: str, now: float, event: str, data: dict[str, object], notes: list[Note] | None = None
+    ) -> None:
+        self.store.save_ledger(
+            self._ledger(name), now, events=[(event, None, {"program": name, **data})], notes=notes or []
+        )
+
+    # --- fills -----------------------------------------------------------------------------------------
+    def on_fill(
+        self, o: OrderView, signed: float, price: float, fee: float
+    ) -> tuple[LedgerUpdate | None, str | None]:
+        positions = self.watch.expect(o.venue, o.symbol, signed) if self.watch is not None else None
+        if o.program is None or o.program not in self.states:
+            return None, positions
+        st = self.states[o.program].fill(o.key, signed, price, fee)
+        self.states[o.program] = st
+        return self._ledger(o.program), positions
+
+    async def reconcile(self, now: float) -> list[OrderOutcome]:
+        out = []
+        for o in list(self.open.values()):
+            r = await self.desk_orders.reconcile(o, now, self.on_fill)
+            if r is None:
+                continue
+            out.append(r)
+            if r.classified:
+                self.open.pop(o.id, None)
+                self.unreconciled.discard(o.id)
+        return out
+
+    async def send(self, orders: tuple[OrderAction, ...], now: float) -> list[OrderOutcome]:
+        out = []
+        for a in orders:
+            r = await self.desk_orders.execute(a, now, self.on_fill)
+            if r is None:
+                continue
+            out.append(r)
+            if r.status is OrderStatus.UNKNOWN:
+                self.open[r.order.id] = r.order
+        return out
+
+    # --- the cycle's planning ----------------------------------------------------------------------------
+    def set_exposure(self, name: str, qty: float, now: float) -> None:
+        """An exposure change from outside (the `exposure` scenario event), from the last known price on."""
+        spec = self.specs[name]
+        price = self.prices.get(spec.asset)
+        if price is None:
+            raise StrategyError(f"hedge {name}: no price for {spec.asset} yet; cannot take a new exposure")
+        self.states[name] = self.states[name].set_exposure(spec, qty, price)
+        self._save(name, now, "hedge.exposure", {"qty": qty, "price": price})
+
+    def _price(self, spec: HedgeSpec, seen: Seen) -> float | None:
+        for inst in spec.instruments:
+            s = seen.snapshots.get(inst.venue)
+            if s is not None and spec.asset in s.prices:
+                return s.prices[spec.asset]
+        for s in seen.snapshots.values():
+            if s is not None and spec.asset in s.prices:
+                return s.prices[spec.asset]
+        return None
+
+    def _bookkeeping(self, spec: HedgeSpec, seen: Seen, price: float) -> list[Alert]:
+        name, now = spec.name, seen.now
+        st = self.states[name]
+        alerts: list[Alert] = []
+        if st.config_exposure != spec.exposure:
+            st = dataclasses.replace(
+                st.set_exposure(spec, spec.exposure, price), config_exposure=spec.exposure
+            )
+            self.states[name] = st
+            self._save(name, now, "hedge.exposure", {"qty": spec.exposure, "price": price, "from": "config"})
+        if spec.exposure_account is not None:
+            acct = seen.accounts.get(spec.exposure_account)
+            if acct is not None:
+                qty = float(acct.balances.get(spec.asset, 0))
+                if abs(qty - st.exposure_base) > EPS:
+                    st = st.set_exposure(spec, qty, price)
+                    self.states[name] = st
+                    self._save(
+                        name,
+                        now,
+                        "hedge.exposure",
+                        {"qty": qty, "price": price, "from": spec.exposure_account},
+                    )
+        period = int(now // FUNDING_PERIOD_SECONDS)
+        if st.funding_period != period:
+            rates = {}
+            for inst in spec.instruments:
+                s = seen.snapshots.get(inst.venue)
+                if s is not None:
+                    rates[inst.key] = s.funding.get(inst.symbol, 0.0)
+            charged = st.charge_funding(period, now, self.marks, rates)
+            self.states[name] = st = charged
+            self._save(
+                name, now, "hedge.funding", {"period": period, "funding_to_date": round(st.funding, 6)}
+            )
+        return alerts
+
+    def _clamp(self, seen: Seen) -> list[Alert]:
+        """Holdings a venue no longer shows (a de-risk order, a liquidation) leave the ledgers pro rata."""
+        alerts: list[Alert] = []
+        busy = self.busy_venues
+        claimed: dict[str, float] = {}
+        for st in self.states.values():
+            for key, q in st.holdings.items():
+                claimed[key] = claimed.get(key, 0.0) + q
+        for key, total in claimed.items():
+            venue, symbol = key.split("|", 1)
+            snap = seen.snapshots.get(venue)
+            if snap is None or venue in busy or abs(total) < EPS:
+                continue
+            actual = sum(p.qty for p in snap.positions if p.symbol == symbol)
+            if actual * total > 0 and abs(actual) >= abs(total) - 1e-9:
+                continue
+            factor = max(0.0, actual / total) if actual * total > 0 else 0.0
+            for name, st in self.states.items():
+                if key in st.holdings:
+                    self.states[name] = st.scale_holding(key, factor)
+                    self._save(name, seen.now, "hedge.holding_reduced", {"instrument": key, "factor": factor})
+                    alerts.append(
+                        Alert(
+                            "hedge_holding",
+                            "warning",
+                            f"hedge:{name}",
+                            self.specs[name].asset,
+                            f"hedge {name}: {venue} shows {actual:g} {symbol}, less than the {total:g} held; "
+                            f"the ledger is cut to match (a de-risk order or a liquidation)",
+                        )
+                    )
+        return alerts
+
+    def _stop(self, name: str, reason: str, now: float) -> Alert:
+        self.states[name] = self.states[name].stop(reason)
+        spec = self.specs[name]
+        msg = f"hedge {name} STOPPED: {reason}; unwinding with reduce-only orders"
+        self._save(
+            name,
+            now,
+            "hedge.stopped",
+            {"reason": reason},
+            [
+                note(
+                    "critical",
+                    "hedge_stopped",
+                    msg,
+                    desk=self.desk,
+                    venue=f"hedge:{name}",
+                    asset=spec.asset,
+                    detail=f"it stays stopped until `marginbot resume-hedge {name} --as NAME`",
+                )
+            ],
+        )
+        return Alert("hedge_stopped", "critical", f"hedge:{name}", spec.asset, msg)
+
+    def _inputs(self, spec: HedgeSpec, seen: Seen, price: float) -> HedgeInputs:
+        st = self.states[spec.name]
+        quotes = {}
+        for inst in spec.instruments:
+            s = seen.snapshots.get(inst.venue)
+            mark = s.prices.get(inst.base) if s is not None else None
+            quotes[inst.key] = Quote(
+                mark=mark if mark is not None else self.marks.get(inst.key, price),
+                funding_8h=s.funding.get(inst.symbol, 0.0) if s is not None else 0.0,
+                available=s is not None and mark is not None,
+            )
+        return HedgeInputs(
+            spec=spec,
+            now=seen.now,
+            exposure=st.exposure(spec, price),
+            holdings=dict(st.holdings),
+            quotes=quotes,
+            hedged_exposure=st.hedged_exposure,
+            recent_trades=st.trades,
+        )
+
+    async def plan(self, seen: Seen, *, may_trade: bool, reduce_only: bool) -> HedgePlan:
+        """This cycle's hedge orders. `may_trade` False (startup gate): bookkeeping only."""
+        alerts: list[Alert] = []
+        orders: list[OrderAction] = []
+        needs: dict[str, float] = {}
+        for spec in self.specs.values():
+            for inst in spec.instruments:
+                s = seen.snapshots.get(inst.venue)
+                if s is not None and inst.base in s.prices:
+                    self.marks[inst.key] = s.prices[inst.base]
+        alerts.extend(self._clamp(seen))
+        for spec in self.specs.values():
+            name = spec.name
+            price = self._price(spec, seen)
+            if price is None:
+                alerts.append(
+                    Alert(
+                        "hedge_stale", "warning", f"hedge:{name}", spec.asset, f"hedge {name}: no fresh price"
+                    )
+                )
+                continue
+            self.prices[spec.asset] = price
+            alerts.extend(self._bookkeeping(spec, seen, price))
+            st = self.states[name]
+            if not st.stopped:
+                why = stop_reason(spec, st, st.cost(spec, price, self.marks), seen.now)
+                if why is not None:
+                    alerts.append(self._stop(name, why, seen.now))
+                    st = self.states[name]
+            if not may_trade or any(o.program == name for o in self.open.values()):
+                continue
+            inputs = self._inputs(spec, seen, price)
+            if st.stopped:
+                trades: tuple[Trade, ...] = tuple(
+                    Trade(
+                        -q,
+                        OrderReason.STOP,
+                        instruments=(k,),
+                        reduce_only=True,
+                        urgent=True,
+                        note=st.stop_reason,
+                    )
+                    for k, q in st.holdings.items()
+                    if abs(q) > EPS
+                )
+                if trades:
+                    alerts.append(
+                        Alert(
+                            "hedge_stopped",
+                            "critical",
+                            f"hedge:{name}",
+                            spec.asset,
+                            f"hedge {name} STOPPED: {st.stop_reason}",
+                        )
+                    )
+            else:
+                try:
+                    trades = get_strategy(spec.strategy).propose(inputs)
+                except Exception as e:  # a strategy that raises stops its own program, nothing else
+                    err = StrategyError(f"strategy {spec.strategy} raised {type(e).__name__}: {e}")
+                    alerts.append(self._stop(name, str(err), seen.now))
+                    continue
+                if reduce_only:
+                    trades = tuple(t for t in trades if t.reduce_only)
+                dev = abs(inputs.deviation)
+                self.max_abs_deviation[name] = max(self.max_abs_deviation.get(name, 0.0), dev)
+                if dev > spec.band and not trades and inputs.at_trade_cap:
+                    alerts.append(
+                        Alert(
+                            "hedge_cap",
+                            "warning",
+                            f"hedge:{name}",
+                            spec.asset,
+                            f"hedge {name}: net delta {inputs.net_delta:+.4f} outside its band, "
+                            f"but {spec.max_trades_per_hour} trades this hour reached the cap",
+                        )
+                    )
+            if not trades:
+                continue
+            books: dict[str, Book | None] = {}
+            for t in trades:
+                for key in t.instruments or tuple(i.key for i in spec.instruments):
+                    if key in books:
+                        continue
+                    inst = spec.instrument(key)
+                    books[key] = None
+                    if seen.snapshots.get(inst.venue) is None:
+                        continue
+                    try:
+                        books[key] = await self.port.order_book(inst.venue, inst.symbol)
+                    except Exception as e:  # an unreachable book: the instrument is skipped this cycle
+                        log.debug("order book read failed", instrument=key, error=type(e).__name__)
+            plan = plan_orders(
+                spec,
+                trades,
+                st.holdings,
+                books=books,
+                snapshots=seen.snapshots,
+                alert_utilization=seen.alert_utilization,
+                trigger=f"{seen.now:.3f}",
+                leg_start=len(orders),
+            )
+            orders.extend(plan.orders)
+            for venue, extra in plan.im_needs.items():
+                needs[venue] = needs.get(venue, 0.0) + extra
+            if plan.orders and not st.stopped:
+                self.states[name] = st.traded(seen.now, inputs.exposure)
+            if abs(plan.unplaced) > EPS:
+                why = "; ".join(plan.notes) or "no instrument available"
+                kind = "hedge_margin" if plan.im_needs else "hedge_capped"
+                extra_note = " (top-up requested first)" if plan.im_needs else ""
+                alerts.append(
+                    Alert(
+                        kind,
+                        "warning",
+                        f"hedge:{name}",
+                        spec.asset,
+                        f"hedge {name}: {abs(plan.unplaced):g} {spec.asset} not placed this cycle{extra_note}: {why}",
+                    )
+                )
+        return HedgePlan(tuple(orders), needs, tuple(alerts))
+
+    # --- telemetry ---------------------------------------------------------------------------------------
+    def summaries(self) -> list[tuple[str, float | None, float | None]]:
+        out = []
+        for name in self.specs:
+            u = self._ledger(name)
+            out.append((name, u.net_delta, u.loss))
+        return out
+
+    def resume(self, name: str, now: float, *, by: str) -> bool:
+        st = self.states.get(name)
+        if st is None or not st.stopped:
+            return False
+        self.states[name] = st.resume()
+        self._save(name, now, "hedge.resumed", {"by": by})
+        return True
