@@ -117,9 +117,26 @@ def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
             typer.echo(f"  rule: {target} needs {rule.quorum} of {', '.join(rule.approvers)}")
         typer.echo(f"notify: {len(s.notify.urls)} URL(s), min severity {s.notify.min_severity}")
         if s.hedges:
-            typer.echo(
-                f"hedges: {len(s.hedges)} configured (validated; the hedge engine is not in this release)"
+            typer.echo("hedges:")
+        for hp in s.hedges:
+            exposure = (
+                f"exposure = {hp.exposure_account} balance"
+                if hp.exposure_account
+                else f"exposure {hp.exposure:g}"
             )
+            gamma = f" gamma {hp.gamma:g}/1%" if hp.gamma else ""
+            stops = [
+                f"loss > {hp.stop.max_loss_usd:,.0f} USD" if hp.stop.max_loss_usd is not None else "",
+                f"funding drag > {hp.stop.max_funding_drag_bps_per_day:g} bps/day"
+                if hp.stop.max_funding_drag_bps_per_day is not None
+                else "",
+            ]
+            stop = ", ".join(x for x in stops if x) or "none"
+            typer.echo(
+                f"  {hp.name:<16} {hp.strategy:<16} {hp.asset} {exposure}{gamma}; target {hp.target_delta:g} "
+                f"± {hp.band:g}, min trade {hp.min_trade:g}, ≤ {hp.max_trades_per_hour}/h; stop: {stop}"
+            )
+            typer.echo(f"    on {', '.join(f'{i.venue} {i.symbol}' for i in hp.instruments)}")
 
     _guard(body)
 

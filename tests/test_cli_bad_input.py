@@ -219,28 +219,33 @@ def test_simulate_refuses_bad_config_before_reading_the_scenario(tmp_path: Path)
     assert_bad_input_at(result, str(missing), "cannot read config")
 
 
-NOT_IN_THIS_RELEASE = [
+HEDGE_EVENTS_WITH_BAD_NAMES = [
     pytest.param(
-        'type = "liquidity"\nvenue = "okx-main"\nsymbol = "BTC/USDT:USDT"\ndepth_factor = 0.5\n',
-        id="liquidity",
+        'type = "liquidity"\nvenue = "nowhere"\nsymbol = "BTC/USDT:USDT"\ndepth_factor = 0.5\n',
+        "events[0].venue",
+        id="liquidity-venue",
     ),
-    pytest.param('type = "exposure"\nhedge = "btc-inventory"\nqty = 10\n', id="exposure"),
+    pytest.param(
+        'type = "liquidity"\nvenue = "okx-main"\nsymbol = "BTCUSDT"\ndepth_factor = 0.5\n',
+        "events[0].symbol",
+        id="liquidity-symbol",
+    ),
+    pytest.param(
+        'type = "exposure"\nhedge = "no-such-program"\nqty = 10\n', "events[0].hedge", id="exposure"
+    ),
 ]
 
 
-@pytest.mark.parametrize("event", NOT_IN_THIS_RELEASE)
-def test_simulate_refuses_event_not_available_in_this_release(tmp_path: Path, event: str) -> None:
-    """A spec event type this release does not run exits 1 with a clear 'not available in this release' line."""
+@pytest.mark.parametrize(("event", "where"), HEDGE_EVENTS_WITH_BAD_NAMES)
+def test_simulate_refuses_hedge_events_naming_what_the_config_lacks(
+    tmp_path: Path, event: str, where: str
+) -> None:
+    """A liquidity or exposure event naming an unknown venue, symbol or program exits 2 naming the key."""
     path = write_scenario(tmp_path, f"{HEADER}\n[[events]]\nat = 2\n{event}")
     result = simulate(tmp_path, path)
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output
     assert_no_traceback(result)
-    assert result.stdout == ""
-    event_type = event.split('"')[1]
-    lines = error_lines(result)
-    assert len(lines) == 1, result.stderr
-    assert f"events[0] ({event_type})" in lines[0]
-    assert "not available in this release" in lines[0]
+    assert where in result.stderr
 
 
 # --- audit export and arguments --------------------------------------------------------------------------

@@ -194,7 +194,14 @@ class TreasuryMachine(RuleBasedStateMachine):
 
     @invariant()
     def collateral_is_conserved_except_fees(self) -> None:
-        lost = self.x.fees_paid.get("USDT", Decimal(0)) + self.x.liquidation_fees.get("USDT", Decimal(0))
+        """Collateral is constant except for fees and the PnL that de-risk orders realize."""
+        m = self.x.matching
+        lost = (
+            self.x.fees_paid.get("USDT", Decimal(0))
+            + self.x.liquidation_fees.get("USDT", Decimal(0))
+            + m.fees_paid.get("USDT", Decimal(0))
+            - m.realized.get("USDT", Decimal(0))
+        )
         assert self.x.total_collateral("USDT") + lost == self.initial
 
     @invariant()

@@ -26,6 +26,7 @@ from bot.core.world import DAY_SECONDS, IntentView, Policy, RouteSpec, VenueSnap
 
 ZERO = Decimal(0)
 FAILED_ROUTE_COOLDOWN_SECONDS = 300.0
+SWEEP_MM_MARGIN = 0.9  # a sweep leaves the liquidation ratio at most 90% of its alert level
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +333,8 @@ def decide(world: World, policy: Policy) -> Decision:
             # a sweep is never urgent: it returns only what may move automatically now, and the rest later
             budget = min(policy.approvals.auto_limit_usd, policy.approvals.daily_auto_limit_usd - auto_spent)
             excess = min(sweep_usd(f, band.target), max(0.0, float(budget)))
+            # nor so far that the liquidation ratio would reach its alert level (portfolio margin: IM = MM × k)
+            excess = min(excess, max(0.0, f.equity - f.mm / (vpol.alert_mm_ratio * SWEEP_MM_MARGIN)))
             routes = _usable_routes(
                 [r for r in policy.routes if r.venue == name and r.kind is TransferKind.SWEEP], world
             )

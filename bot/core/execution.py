@@ -8,7 +8,9 @@ For each trade, instruments are tried in order (the trade's, else the program's 
   - margin headroom: an order that would push its venue's utilization over the alert level is cut to what
     fits; what is left goes to the next instrument. If nothing fits anywhere, the extra initial margin is
     reported per venue (`im_needs`), and the treasury tops that venue up before the hedge is placed.
-Whatever no instrument could take is reported as unplaced, with the reasons.
+Whatever no instrument could take is reported as unplaced, with the reasons. The initial margin the
+planned orders add is reported per venue (`im_added`) so that treasury does not sweep it away in the
+same cycle.
 """
 
 from __future__ import annotations
@@ -112,6 +114,9 @@ def with_trade(
 class Plan:
     orders: tuple[OrderAction, ...] = ()
     im_needs: Mapping[str, float] = field(default_factory=dict)  # venue -> extra initial margin (USD) wanted
+    im_added: Mapping[str, float] = field(
+        default_factory=dict
+    )  # venue -> initial margin the orders add (USD)
     unplaced: float = 0.0  # signed qty no instrument could take this cycle
     notes: tuple[str, ...] = ()
 
@@ -219,6 +224,7 @@ def plan_orders(
     for t in trades:
         order = t.instruments or tuple(i.key for i in spec.instruments)
         insts = [spec.instrument(k) for k in order]
+        dust = min(i.qty_step for i in insts)  # less than the finest step cannot be traded anywhere
         left = t.qty
         side = "buy" if left > 0 else "sell"
         # 1. shrink holdings that oppose the trade, least preferred first
@@ -232,8 +238,10 @@ def plan_orders(
             if take < want - EPS:
                 notes.append(f"{inst.key}: reduction capped at {take:g} of {want:g} by max_slippage_bps")
             left -= emit(inst, math.copysign(take, left), t, book, reduce_only=True)
+        if abs(left) < dust:
+            continue
         if t.reduce_only:
-            unplaced += left if abs(left) > EPS else 0.0
+            unplaced += left
             continue
         # 2. add on instruments in order, within liquidity and margin headroom
         starved: list[tuple[Instrument, float]] = []
@@ -260,7 +268,7 @@ def plan_orders(
                 )
                 starved.append((inst, signed - fits))
             left -= emit(inst, fits, t, book, reduce_only=False)
-        if abs(left) > EPS:
+        if abs(left) >= dust:
             unplaced += left
             if starved:
                 inst, extra = starved[0]
@@ -278,4 +286,11 @@ def plan_orders(
                         s.params,
                     )
                     needs[inst.venue] = needs.get(inst.venue, 0.0) + max(0.0, after.im - before.im)
-    return Plan(tuple(orders), needs, unplaced, tuple(notes))
+    added: dict[str, float] = {}
+    for venue, r in rooms.items():
+        sn = r.snap
+        im_before = figures(sn.collateral, sn.positions, sn.prices, sn.haircuts, sn.params).im
+        im_after = figures(sn.collateral, r.positions, sn.prices, sn.haircuts, sn.params).im
+        if im_after > im_before:
+            added[venue] = im_after - im_before
+    return Plan(tuple(orders), needs, added, unplaced, tuple(notes))

@@ -144,6 +144,8 @@ def figures(
             mm += tiered_mm(n, tiers)
         im = gross * p.im_rate
     if equity <= 0.0:
+        if im == 0.0 and mm == 0.0:  # nothing open: nothing to margin, nothing to liquidate
+            return Figures(equity, 0.0, 0.0, 0.0, 0.0)
         return Figures(equity, im, mm, INF, INF)
     return Figures(equity, im, mm, im / equity, mm / equity)
 

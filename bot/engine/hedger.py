@@ -403,7 +403,8 @@ class Hedger:
                 leg_start=len(orders),
             )
             orders.extend(plan.orders)
-            for venue, extra in plan.im_needs.items():
+            # what the orders add and what a waiting hedge still needs both count as used margin for treasury
+            for venue, extra in (*plan.im_needs.items(), *plan.im_added.items()):
                 needs[venue] = needs.get(venue, 0.0) + extra
             if plan.orders and not st.stopped:
                 self.states[name] = st.traded(seen.now, inputs.exposure)

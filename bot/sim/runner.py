@@ -20,9 +20,11 @@ from bot.sim.market import AssetProcess, Market
 from bot.sim.scenario import (
     Approve,
     Crash,
+    ExposureEvent,
     FundingEvent,
     HaircutEvent,
     Halt,
+    Liquidity,
     MalformedAnswer,
     MarginRates,
     PriceShock,
@@ -126,6 +128,11 @@ class Replay:
                     desk=self.settings.bot.desk,
                     reason=getattr(e, "reason", ""),
                 )
+        elif isinstance(e, Liquidity):
+            exchange.set_liquidity(e.venue, e.symbol, e.depth_factor)
+        elif isinstance(e, ExposureEvent):
+            if bot.hedger is not None:
+                bot.hedger.set_exposure(e.hedge, e.qty, self.clock.now())
         elif isinstance(e, Halt):
             bot.kill.halt(self.clock.now(), by=e.by, reason=e.reason)
         elif isinstance(e, Resume):
@@ -159,6 +166,7 @@ class Replay:
         every = max(1, sc.steps // 100)
         step_seconds = sc.step_seconds
         crashed = False
+        deviations: dict[str, float] = {}  # per hedge program: the largest |net delta − target| after a cycle
         for i in range(sc.steps):
             self.clock.set(self.start + i * step_seconds)
             if i:
@@ -188,16 +196,28 @@ class Replay:
                 if u >= alert_u[v]:
                     st.steps_above_alert += 1
                 st.final_utilization = u
+            h = bot.hedger
+            if h is not None and h.specs:
+                for name, spec in h.specs.items():
+                    price = h.prices.get(spec.asset)
+                    if price is not None:
+                        dev = abs(h.states[name].net_delta(spec, price) - spec.target_delta)
+                        deviations[name] = max(deviations.get(name, 0.0), dev)
             if todo and any(isinstance(e, Crash) for e in todo):
                 crashed = True  # the process dies after this step
             if self.progress is not None and (i % every == 0 or i == sc.steps - 1):
                 self.progress(i + 1, sc.steps)
         await bot.close()
         alert_log.extend(bot.alert_log)
-        return self._report(bot, exchange, stats, alert_log)
+        return self._report(bot, exchange, stats, alert_log, deviations)
 
     def _report(
-        self, bot: Bot, exchange: PaperExchange, stats: dict[str, VenueStats], alert_log: list[RaisedAlert]
+        self,
+        bot: Bot,
+        exchange: PaperExchange,
+        stats: dict[str, VenueStats],
+        alert_log: list[RaisedAlert],
+        deviations: dict[str, float],
     ) -> dict[str, Any]:
         approvals = self.store.approval_rows()
         approvers_by_intent = {a["intent_id"]: _json_list(a["approvers"]) for a in approvals}
@@ -247,8 +267,24 @@ class Replay:
                 }
                 for a in approvals
             ],
-            "orders": [],
-            "hedges": {},
+            "orders": [
+                {
+                    "id": o["id"],
+                    "venue": o["venue"],
+                    "symbol": o["symbol"],
+                    "side": o["side"],
+                    "amount": _dec(o["qty"]),
+                    "filled": None if o["filled"] is None else _dec(o["filled"]),
+                    "avg_price": None if o["avg_price"] is None else round(o["avg_price"], 8),
+                    "reduce_only": bool(o["reduce_only"]),
+                    "reason": o["reason"],
+                    "program": o["program"],
+                    "status": o["status"],
+                    "step": self.step_of(o["created_at"]),
+                }
+                for o in self.store.order_rows()
+            ],
+            "hedges": _hedge_report(bot, deviations),
             "alerts": [
                 {
                     "step": self.step_of(r.ts),
@@ -263,6 +299,25 @@ class Replay:
             "halted": bot.kill.read(self.clock.now()).halted,
             "final_prices": {a: round(p, 8) for a, p in sorted(self.market.prices.items())},
         }
+
+
+def _hedge_report(bot: Bot, deviations: dict[str, float]) -> dict[str, Any]:
+    h = bot.hedger
+    if h is None:
+        return {}
+    out: dict[str, Any] = {}
+    for name, net, loss in h.summaries():
+        st = h.states[name]
+        out[name] = {
+            "max_abs_delta_deviation": round(deviations.get(name, 0.0), 8),
+            "final_net_delta": None if net is None else round(net, 8),
+            "trades": st.trade_count,
+            "stopped": st.stopped,
+            "stop_reason": st.stop_reason or None,
+            "cost_usd": None if loss is None else round(loss, 2),
+            "holdings": {k: round(q, 8) for k, q in sorted(st.holdings.items())},
+        }
+    return out
 
 
 def _dec(x: Any) -> str:

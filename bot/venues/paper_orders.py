@@ -92,6 +92,7 @@ class PaperMatching:
         self.timeouts_after_fill: dict[str, int] = {}  # venue -> orders whose answer is lost after the fill
         self.server_errors: dict[str, int] = {}  # venue -> orders answered 5xx before reaching the book
         self.fees_paid: dict[str, Decimal] = {}  # per settlement asset
+        self.realized: dict[str, Decimal] = {}  # PnL realized by fills, per settlement asset
         self.fills: list[str] = []  # client id of every order that traded (one effect per entry)
 
     def _book_of(self, venue: str) -> PaperBook:
@@ -145,10 +146,10 @@ class PaperMatching:
                     )
             fee = filled * avg * book.shape.fee_bps / 10_000.0
             fee_d = to_decimal(round(fee, 6))
+            realized_d = to_decimal(round(realized, 6))
             book.positions = positions
-            book.collateral[settle] = (
-                book.collateral.get(settle, Decimal(0)) + to_decimal(round(realized, 6)) - fee_d
-            )
+            book.collateral[settle] = book.collateral.get(settle, Decimal(0)) + realized_d - fee_d
+            self.realized[settle] = self.realized.get(settle, Decimal(0)) + realized_d
             book.symbols.add(req.symbol)
             book.refresh()
             self.fees_paid[settle] = self.fees_paid.get(settle, Decimal(0)) + fee_d

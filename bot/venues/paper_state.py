@@ -86,6 +86,7 @@ def dump(x: PaperExchange) -> dict[str, Any]:
         ],
         "depth": [[v, sym, f] for (v, sym), f in x.matching.depth.items()],
         "order_fees": _dec(x.matching.fees_paid),
+        "realized": _dec(x.matching.realized),
     }
 
 
@@ -155,3 +156,4 @@ def restore(x: PaperExchange, state: dict[str, Any]) -> None:
         m.orders[order.client_id] = PaperOrder(order, receipt)
     m.depth = {(v, sym): float(f) for v, sym, f in state.get("depth", [])}
     m.fees_paid = {k: Decimal(v) for k, v in state.get("order_fees", {}).items()}
+    m.realized = {k: Decimal(v) for k, v in state.get("realized", {}).items()}
