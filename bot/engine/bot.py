@@ -199,12 +199,13 @@ class Bot:
         if not controls.halted and not self._unreconciled:
             outcomes.extend(await self._send_approved(now, controls))
         snapshots, accounts = await self._observe()
-        halted_venues = controls.halted_venues | self._watch_positions(now, snapshots)
+        changed, halted_by_watch = self._watch_positions(now, snapshots)
+        halted_venues = controls.halted_venues | halted_by_watch
         hedge_plan = HedgePlan()
         if self.hedger is not None:
             try:
                 hedge_plan = await self.hedger.plan(
-                    self._seen(now, snapshots, accounts, halted_venues),
+                    self._seen(now, snapshots, accounts, halted_venues, changed),
                     may_trade=not self._unreconciled,
                     reduce_only=controls.halted,
                 )
@@ -324,15 +325,24 @@ class Bot:
                 accts[a.name] = None
         return snaps, accts
 
-    def _watch_positions(self, now: float, snapshots: Mapping[str, VenueSnapshot | None]) -> frozenset[str]:
-        """Record position changes; a change that happened while the bot was down halts that venue."""
+    def _watch_positions(
+        self, now: float, snapshots: Mapping[str, VenueSnapshot | None]
+    ) -> tuple[dict[str, tuple[str | None, str]], frozenset[str]]:
+        """Record position changes the bot did not make itself (our fills are expected by the watch).
+
+        Returns the changes (venue -> before, after) and the venues halted because theirs happened while
+        the bot was down. Stale snapshots are not compared: old data is not a change.
+        """
         halted: set[str] = set()
+        changed: dict[str, tuple[str | None, str]] = {}
+        age = self.policy.max_data_age_seconds
         for snap in snapshots.values():
-            if snap is None:
+            if snap is None or now - snap.ts > age:
                 continue
             change = self.watch.check(snap)
             if change is None:
                 continue
+            changed[change.venue] = (change.before, change.after)
             self.store.save_positions(change.venue, change.after, now, changed_from=change.before)
             if change.while_down:
                 self.kill.halt(
@@ -343,7 +353,7 @@ class Bot:
                     f"{change.before} -> {change.after}",
                 )
                 halted.add(change.venue)
-        return frozenset(halted)
+        return changed, frozenset(halted)
 
     # --- intents -----------------------------------------------------------------------------------------
     def _load_intents(self, now: float) -> None:
@@ -399,6 +409,7 @@ class Bot:
         snapshots: Mapping[str, VenueSnapshot | None],
         accounts: Mapping[str, AccountSnapshot | None],
         halted_venues: frozenset[str],
+        changed: Mapping[str, tuple[str | None, str]],
     ) -> Seen:
         """Fresh snapshots of venues that are not halted: the only ones a hedge may trade on."""
         age = self.policy.max_data_age_seconds
@@ -407,7 +418,7 @@ class Bot:
             for v, s in snapshots.items()
         }
         limits = {v: p.alert_utilization for v, p in self.policy.venues.items()}
-        return Seen(now, fresh, accounts, limits)
+        return Seen(now, fresh, accounts, limits, changed)
 
     async def _send_approved(self, now: float, controls: Controls) -> list[Outcome]:
         """Send what people approved since the last cycle (its route must not be blocked by an unknown)."""

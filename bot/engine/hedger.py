@@ -35,7 +35,7 @@ from bot.core.hedge import (
 from bot.core.hedge_book import HedgeState, stop_reason
 from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.engine.orders import OrderDesk, OrderOutcome
-from bot.engine.positions import PositionWatch
+from bot.engine.positions import PositionWatch, parse
 from bot.errors import StrategyError
 from bot.notify import note
 from bot.store.orders import LedgerUpdate
@@ -64,6 +64,8 @@ class Seen:
     snapshots: Mapping[str, VenueSnapshot | None]  # fresh and not halted, else None
     accounts: Mapping[str, AccountSnapshot | None]
     alert_utilization: Mapping[str, float]
+    changes: Mapping[str, tuple[str | None, str]] = dataclasses.field(default_factory=dict)
+    # venue -> (positions before, after) that changed by themselves since the last look (canonical JSON)
 
 
 class Hedger:
@@ -114,6 +116,7 @@ class Hedger:
 
     @property
     def busy_venues(self) -> frozenset[str]:
+        """Venues with an order of unknown outcome: what they hold is not known."""
         return frozenset(o.venue for o in self.open.values())
 
     def _ledger(self, name: str, price: float | None = None) -> LedgerUpdate:
@@ -135,13 +138,29 @@ class Hedger:
     # --- fills -----------------------------------------------------------------------------------------
     def on_fill(
         self, o: OrderView, signed: float, price: float, fee: float
-    ) -> tuple[LedgerUpdate | None, str | None]:
+    ) -> tuple[list[LedgerUpdate], str | None]:
+        """Our own fill: the venue's expected positions move, and the ledgers that own it change with them."""
+        before = self.watch.held(o.venue, o.symbol) if self.watch is not None else 0.0
         positions = self.watch.expect(o.venue, o.symbol, signed) if self.watch is not None else None
-        if o.program is None or o.program not in self.states:
-            return None, positions
-        st = self.states[o.program].fill(o.key, signed, price, fee)
-        self.states[o.program] = st
-        return self._ledger(o.program), positions
+        if o.program is None:  # a de-risk order: the programs sharing the position give it up pro rata
+            return self._scale(o.key, before, before + signed), positions
+        if o.program not in self.states:
+            return [], positions
+        self.states[o.program] = self.states[o.program].fill(o.key, signed, price, fee)
+        return [self._ledger(o.program)], positions
+
+    def _scale(self, key: str, before: float, after: float) -> list[LedgerUpdate]:
+        """The venue's position on `key` went from `before` to `after`: shrink the holdings that share it."""
+        if abs(after) >= abs(before) and after * before >= 0:
+            return []
+        factor = after / before if before != 0.0 and after * before > 0 else 0.0
+        out = []
+        for name, st in self.states.items():
+            h = st.holdings.get(key, 0.0)
+            if abs(h) > EPS and h * before > 0:
+                self.states[name] = st.scale_holding(key, factor)
+                out.append(self._ledger(name))
+        return out
 
     async def reconcile(self, now: float) -> list[OrderOutcome]:
         out = []
@@ -223,35 +242,31 @@ class Hedger:
             )
         return alerts
 
-    def _clamp(self, seen: Seen) -> list[Alert]:
-        """Holdings a venue no longer shows (a de-risk order, a liquidation) leave the ledgers pro rata."""
+    def _external(self, seen: Seen) -> list[Alert]:
+        """A position the venue reduced by itself (a liquidation, a manual close) leaves the ledgers pro rata."""
         alerts: list[Alert] = []
-        busy = self.busy_venues
-        claimed: dict[str, float] = {}
-        for st in self.states.values():
-            for key, q in st.holdings.items():
-                claimed[key] = claimed.get(key, 0.0) + q
-        for key, total in claimed.items():
-            venue, symbol = key.split("|", 1)
-            snap = seen.snapshots.get(venue)
-            if snap is None or venue in busy or abs(total) < EPS:
-                continue
-            actual = sum(p.qty for p in snap.positions if p.symbol == symbol)
-            if actual * total > 0 and abs(actual) >= abs(total) - 1e-9:
-                continue
-            factor = max(0.0, actual / total) if actual * total > 0 else 0.0
-            for name, st in self.states.items():
-                if key in st.holdings:
-                    self.states[name] = st.scale_holding(key, factor)
-                    self._save(name, seen.now, "hedge.holding_reduced", {"instrument": key, "factor": factor})
+        for venue, (before_json, after_json) in seen.changes.items():
+            before, after = parse(before_json), parse(after_json)
+            for symbol in set(before) | set(after):
+                key = f"{venue}|{symbol}"
+                owners = [n for n, st in self.states.items() if abs(st.holdings.get(key, 0.0)) > EPS]
+                if not owners:
+                    continue
+                updates = self._scale(key, before.get(symbol, 0.0), after.get(symbol, 0.0))
+                for u in updates:
+                    self.store.save_ledger(
+                        u,
+                        seen.now,
+                        events=[("hedge.holding_reduced", venue, {"program": u.name, "instrument": key})],
+                    )
                     alerts.append(
                         Alert(
                             "hedge_holding",
                             "warning",
-                            f"hedge:{name}",
-                            self.specs[name].asset,
-                            f"hedge {name}: {venue} shows {actual:g} {symbol}, less than the {total:g} held; "
-                            f"the ledger is cut to match (a de-risk order or a liquidation)",
+                            f"hedge:{u.name}",
+                            self.specs[u.name].asset,
+                            f"hedge {u.name}: {venue} reduced {symbol} from {before.get(symbol, 0.0):g} to "
+                            f"{after.get(symbol, 0.0):g} by itself; the program's share is cut pro rata",
                         )
                     )
         return alerts
@@ -310,7 +325,7 @@ class Hedger:
                 s = seen.snapshots.get(inst.venue)
                 if s is not None and inst.base in s.prices:
                     self.marks[inst.key] = s.prices[inst.base]
-        alerts.extend(self._clamp(seen))
+        alerts.extend(self._external(seen))
         for spec in self.specs.values():
             name = spec.name
             price = self._price(spec, seen)

@@ -28,7 +28,7 @@ log = structlog.get_logger("marginbot.orders")
 
 # called with (order, filled signed qty, avg price, fee); returns the ledger and the venue's expected positions
 # (canonical JSON) to commit with the result
-OnFill = Callable[[OrderView, float, float, float], tuple[LedgerUpdate | None, str | None]]
+OnFill = Callable[[OrderView, float, float, float], tuple[list[LedgerUpdate], str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +85,7 @@ class OrderDesk:
     def _adopt(self, o: OrderView, r: OrderReceipt, now: float, on_fill: OnFill, how: str) -> OrderOutcome:
         status = status_of(o, r)
         signed = float(r.filled) if o.side == "buy" else -float(r.filled)
-        ledger, positions = (
-            on_fill(o, signed, r.avg_price, r.fee) if r.filled > 0 and r.done else (None, None)
-        )
+        ledgers, positions = on_fill(o, signed, r.avg_price, r.fee) if r.filled > 0 and r.done else ([], None)
         severity = "info" if status is OrderStatus.FILLED else "warning"
         if status is OrderStatus.UNKNOWN:
             severity = "critical"
@@ -100,7 +98,7 @@ class OrderDesk:
             avg_price=r.avg_price,
             fee=r.fee,
             venue_ref=r.venue_ref,
-            ledger=ledger,
+            ledgers=ledgers,
             positions=positions,
             data={"how": how},
             notes=[

@@ -22,7 +22,8 @@ class Change:
     while_down: bool  # first sight after a start, and different from what was last recorded
 
 
-def _parse(text: str | None) -> dict[str, float]:
+def parse(text: str | None) -> dict[str, float]:
+    """Canonical positions (JSON) as symbol -> qty."""
     return {} if text is None else {str(s): float(q) for s, q in json.loads(text)}
 
 
@@ -30,7 +31,7 @@ def _same(a: str | None, b: str) -> bool:
     """Equal position sets, up to float noise in the quantities."""
     if a == b:
         return True
-    pa, pb = _parse(a), _parse(b)
+    pa, pb = parse(a), parse(b)
     return pa.keys() == pb.keys() and all(abs(pa[k] - pb[k]) <= 1e-9 * max(1.0, abs(pb[k])) for k in pa)
 
 
@@ -40,9 +41,13 @@ class PositionWatch:
         self._unseen = set(known)  # venues not yet observed since start
         self._last: dict[str, tuple[Position, ...]] = {}
 
+    def held(self, venue: str, symbol: str) -> float:
+        """What the venue should show on `symbol`, as far as the bot knows."""
+        return parse(self._known.get(venue)).get(symbol, 0.0)
+
     def expect(self, venue: str, symbol: str, qty: float) -> str:
         """Our own fill of `qty` changes what the venue should show; returns the new canonical positions."""
-        held = _parse(self._known.get(venue))
+        held = parse(self._known.get(venue))
         new = held.get(symbol, 0.0) + qty
         if abs(new) <= 1e-12:
             held.pop(symbol, None)

@@ -144,7 +144,7 @@ class OrderRecords:
         fee: float | None = None,
         venue_ref: str | None = None,
         error: str | None = None,
-        ledger: LedgerUpdate | None = None,
+        ledgers: Iterable[LedgerUpdate] = (),
         positions: str | None = None,
         data: dict[str, Any] | None = None,
         notes: Iterable[Note] = (),
@@ -171,7 +171,7 @@ class OrderRecords:
                 conn.execute(
                     update(venue_status).where(venue_status.c.venue == venue).values(positions=positions)
                 )
-            if ledger is not None:
+            for ledger in ledgers:
                 _put_ledger(conn, ledger, ts)
                 self._audit(conn, ts, "hedge.ledger", {"program": ledger.name, "state": ledger.state}, None)
             self._notes(conn, ts, notes)
