@@ -40,6 +40,7 @@ def compile_policy(s: Settings) -> Policy:
             derisk_mm_ratio=v.derisk_mm_ratio if v.derisk_mm_ratio is not None else d.derisk_mm_ratio,
             normal=_band(v.normal or d.normal),
             high_vol=_band(v.high_vol or d.high_vol),
+            min_equity_usd=float(v.min_equity_usd),
         )
         for v in s.venues
     }

@@ -193,6 +193,7 @@ class VenueModel(Model):
     derisk_mm_ratio: PositiveRatio | None = None
     normal: BandModel | None = None
     high_vol: BandModel | None = None
+    min_equity_usd: Amount = Decimal(0)
     paper: PaperVenueModel | None = None
 
     @model_validator(mode="after")

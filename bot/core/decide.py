@@ -26,6 +26,7 @@ from bot.core.world import DAY_SECONDS, IntentView, Policy, RouteSpec, VenueSnap
 
 ZERO = Decimal(0)
 FAILED_ROUTE_COOLDOWN_SECONDS = 300.0
+SWEEP_MIN_FRACTION = 0.01  # a sweep capped below 1% of equity waits until there is more to return
 SWEEP_MM_MARGIN = 0.9  # a sweep leaves the liquidation ratio at most 90% of its alert level
 
 
@@ -335,6 +336,11 @@ def decide(world: World, policy: Policy) -> Decision:
             excess = min(sweep_usd(f, band.target), max(0.0, float(budget)))
             # nor so far that the liquidation ratio would reach its alert level (portfolio margin: IM = MM × k)
             excess = min(excess, max(0.0, f.equity - f.mm / (vpol.alert_mm_ratio * SWEEP_MM_MARGIN)))
+            excess = min(excess, max(0.0, f.equity - vpol.min_equity_usd))
+            if excess < SWEEP_MIN_FRACTION * f.equity:
+                excess = (
+                    0.0  # held up by a limit above: sweeping PnL crumbs every cycle is churn, not treasury
+                )
             routes = _usable_routes(
                 [r for r in policy.routes if r.venue == name and r.kind is TransferKind.SWEEP], world
             )

@@ -29,6 +29,7 @@ class VenuePolicy:
     derisk_mm_ratio: float
     normal: Band
     high_vol: Band
+    min_equity_usd: float = 0.0  # a sweep never takes equity below this (standby margin for hedges)
 
     def band(self, regime: Regime) -> Band:
         return self.high_vol if regime is Regime.HIGH_VOL else self.normal
