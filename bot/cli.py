@@ -225,6 +225,10 @@ def _status_line(result: CycleResult, bot: Bot) -> str:
     in_flight, pending = bot.open_counts()
     stamp = time.strftime("%H:%M:%S", time.gmtime(result.now))
     moves = "".join(f" | {o.status.value} {o.intent_id[:8]}" for o in result.outcomes if o.status is not None)
+    moves += "".join(
+        f" | {o.order.side} {o.filled} {o.order.symbol} {o.status.value} ({o.order.program or 'de-risk'})"
+        for o in result.orders
+    )
     return f"{stamp} " + " | ".join(parts) + f" | in flight {in_flight} | approvals pending {pending}{moves}"
 
 
@@ -316,6 +320,21 @@ def _sim_summary(out: dict[str, Any]) -> str:
         f"  approvals: {len(out['approvals'])}; alerts: {len(out['alerts'])}; "
         f"notifications: {out['notifications']}"
     )
+    if out["orders"]:
+        reasons: dict[str, int] = {}
+        for o in out["orders"]:
+            reasons[o["reason"]] = reasons.get(o["reason"], 0) + 1
+        lines.append(
+            f"  orders: {len(out['orders'])} ({', '.join(f'{n} {k}' for k, n in sorted(reasons.items()))})"
+        )
+    for name, h in out["hedges"].items():
+        stopped = f"  STOPPED: {h['stop_reason']}" if h["stopped"] else ""
+        net = "?" if h["final_net_delta"] is None else f"{h['final_net_delta']:+.4f}"
+        cost = "?" if h["cost_usd"] is None else f"{h['cost_usd']:,.0f}"
+        lines.append(
+            f"  hedge {name:<16} trades {h['trades']}  max |delta - target| {h['max_abs_delta_deviation']:.4f}  "
+            f"final net delta {net}  cost {cost} USD{stopped}"
+        )
     liq = ", ".join(f"{x['venue']} at step {x['step']}" for x in out["liquidations"]) or "none"
     lines.append(f"  liquidations: {liq}")
     lines.append(
@@ -327,7 +346,7 @@ def _sim_summary(out: dict[str, Any]) -> str:
 # --- status ----------------------------------------------------------------------------------------------
 @app.command()
 def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Per venue: utilization, buffer, state, in-flight transfers; pending approvals."""
+    """Per venue: utilization, buffer, state, in-flight transfers; pending approvals; hedge programs."""
 
     def body() -> None:
         from bot.app import open_store
@@ -339,6 +358,8 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
         venues = store.status_rows()
         open_intents = [r for r in store.intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
         pending = [a for a in store.approval_rows() if a["status"] == "pending"]
+        hedges = {r["name"]: r for r in store.hedge_rows() if r["name"] in {h.name for h in s.hedges}}
+        open_orders = store.open_orders()
         halts = KillSwitch(store, poll_seconds=0, desk=s.bot.desk).read(time.time()).reasons
         kill = {("all" if k == HALT else k.removeprefix(HALT + ":")): why for k, why in halts.items()}
         if as_json:
@@ -377,7 +398,28 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
                             {"id": a["id"], "quorum": a["quorum"], "expires_at": a["expires_at"]}
                             for a in pending
                         ],
-                        "hedges": {},
+                        "hedges": {
+                            name: {
+                                "net_delta": r["net_delta"],
+                                "target": r["target"],
+                                "band": r["band"],
+                                "cost_usd": r["loss"],
+                                "stopped": bool(r["stopped"]),
+                                "stop_reason": r["stop_reason"] or None,
+                                "updated_at": r["updated_at"],
+                            }
+                            for name, r in hedges.items()
+                        },
+                        "open_orders": [
+                            {
+                                "id": o.id,
+                                "venue": o.venue,
+                                "symbol": o.symbol,
+                                "side": o.side,
+                                "status": o.status.value,
+                            }
+                            for o in open_orders
+                        ],
                         "halted": kill,
                     },
                     indent=2,
@@ -417,6 +459,18 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
         for a in pending:
             exp = time.strftime("%H:%M:%S", time.gmtime(a["expires_at"]))
             typer.echo(f"  {a['id']} needs {a['quorum']}, expires {exp} UTC: {a['reason']}")
+        if hedges:
+            typer.echo(f"{'hedge':<16} {'net delta':>12} {'target ± band':>16} {'cost to date':>14}  state")
+        for name, r in hedges.items():
+            net = "" if r["net_delta"] is None else f"{r['net_delta']:+,.4f}"
+            cost = "" if r["loss"] is None else f"{r['loss']:,.0f} USD"
+            band = f"{r['target']:g} ± {r['band']:g}"
+            state = f"STOPPED: {r['stop_reason']}" if r["stopped"] else "active"
+            typer.echo(f"{name:<16} {net:>12} {band:>16} {cost:>14}  {state}")
+        if open_orders:
+            typer.echo(f"orders of unknown outcome: {len(open_orders)}")
+        for o in open_orders:
+            typer.echo(f"  {o.id} {o.venue} {o.side} {o.qty} {o.symbol} ({o.reason.value}): {o.status.value}")
 
     _guard(body)
 
@@ -489,6 +543,38 @@ def resume(by: AsOpt, venue: VenueOpt = None, config: ConfigOpt = None, db: DbOp
             typer.echo(f"{where or 'the bot'} was not halted")
             return
         typer.echo(f"resumed {where or 'all venues'}")
+
+    _guard(body)
+
+
+@app.command("resume-hedge")
+def resume_hedge(
+    name: Annotated[str, typer.Argument(help="The hedge program (its [[hedges]] name).")],
+    by: AsOpt,
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Restart a hedge program stopped by its stop rule (an approver, with their secret)."""
+
+    def body() -> None:
+        from bot.app import open_store
+        from bot.core.hedge_book import HedgeState
+        from bot.engine.killswitch import KillSwitch
+
+        s = _settings(config)
+        if name not in {h.name for h in s.hedges}:
+            known = ", ".join(h.name for h in s.hedges) or "none configured"
+            raise BadInput(f"NAME: no hedge program named {name!r} ({known})")
+        who = _approver(s, by)
+        store = open_store(s, db)
+        stored = store.ledgers().get(name)
+        if stored is None or not HedgeState.from_json(stored).stopped:
+            typer.echo(f"hedge {name} is not stopped")
+            return
+        KillSwitch(store, poll_seconds=0, desk=s.bot.desk).request_hedge_resume(
+            time.time(), program=name, by=who
+        )
+        typer.echo(f"resume of hedge {name} requested by {who}: the bot applies it at its next cycle")
 
     _guard(body)
 
