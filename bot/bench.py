@@ -4,6 +4,7 @@ decide_10x50      decisions per second: `decide` over 10 venues × 50 positions 
 simulate_year     wall seconds to simulate one year of 1-minute steps (525,600) of the given config
 reaction          breach observed → transfer intent durably committed (SQLite synchronous=FULL) and
                   submitted to the paper venue and its result committed: p50 / p99 over many breaches
+hedge_plan        one hedge program's decision: strategy + books walked + margin headroom -> orders, in µs
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from bot.app import build, compile_policy, open_store
 from bot.core.actions import TransferKind
 from bot.core.approvals import ApprovalPolicy
 from bot.core.decide import decide
+from bot.core.execution import plan_orders
 from bot.core.fsm import VenueState
+from bot.core.hedge import HedgeInputs, HedgeSpec, Instrument, Quote
 from bot.core.margin import MarginParams, Position, build_tiers
 from bot.core.policy import Band, Regime, VenuePolicy
 from bot.core.world import AccountSnapshot, Policy, RouteSpec, VenueSnapshot, World
@@ -30,6 +33,8 @@ from bot.engine.clock import SimClock
 from bot.settings import Settings
 from bot.sim.runner import Replay
 from bot.sim.scenario import PriceSpec, Scenario
+from bot.venues.paper_orders import BookShape, synthetic_book
+from strategies import get as get_strategy
 
 Progress = Callable[[str], None]
 
@@ -118,6 +123,53 @@ def bench_decide(runs: int, progress: Progress) -> dict[str, Any]:
         f"with a top-up planned (10 venues × 50 positions; median of {runs})"
     )
     return out
+
+
+def bench_hedge_plan(runs: int, progress: Progress) -> dict[str, Any]:
+    """A dynamic_band program 20 BTC out of band over two instruments, with a book slippage cap that splits."""
+    spec = HedgeSpec(
+        name="bench",
+        asset="BTC",
+        strategy="dynamic_band",
+        exposure=100.0,
+        target_delta=0.0,
+        band=5.0,
+        min_trade=0.5,
+        max_slippage_bps=10.0,
+        instruments=(Instrument("venue-0", "BTC/USDT:USDT"), Instrument("venue-1", "BTC/USDT:USDT")),
+    )
+    world, _ = synthetic_world(venues=2, positions=50)
+    books = {i.key: synthetic_book(60000.0, BookShape(level_usd=50_000.0), 1.0) for i in spec.instruments}
+    limits = dict.fromkeys(world.snapshots, 0.95)
+    quotes = {i.key: Quote(60000.0, 0.0001, True) for i in spec.instruments}
+    inputs = HedgeInputs(spec, 0.0, 100.0, {spec.instruments[0].key: -80.0}, quotes, 100.0, ())
+    strategy = get_strategy(spec.strategy)
+    n = 500
+    costs = []
+    orders = 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            trades = strategy.propose(inputs)
+            plan = plan_orders(
+                spec,
+                trades,
+                inputs.holdings,
+                books=books,
+                snapshots=world.snapshots,
+                alert_utilization=limits,
+                trigger="0",
+            )
+        costs.append((time.perf_counter() - t0) / n * 1e6)
+        orders = len(plan.orders)
+    med = _median(costs)
+    progress(f"bench hedge_plan: median {med:.0f} µs per decision ({orders} orders)")
+    return {
+        "us_per_decision": round(med, 1),
+        "orders": orders,
+        "summary": f"{med:.0f} µs per hedge decision (strategy, two books walked, margin headroom over "
+        f"50 positions; {orders} orders; median of {runs})",
+    }
 
 
 def year_scenario(settings: Settings, steps: int) -> Scenario:
@@ -225,6 +277,7 @@ def run_all(
 ) -> dict[str, Any]:
     workloads = {
         "decide_10x50": bench_decide(max(runs, 5), progress),
+        "hedge_plan": bench_hedge_plan(max(runs, 5), progress),
         "reaction": bench_reaction(settings, runs, progress, db),
         "simulate_year": bench_simulate(settings, runs, year_steps, progress),
     }
