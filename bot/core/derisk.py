@@ -17,7 +17,7 @@ from decimal import Decimal
 from bot.core.actions import IntentStatus, TransferKind
 from bot.core.approvals import Allowed
 from bot.core.decide import Alert, Decision
-from bot.core.execution import round_step
+from bot.core.execution import apply_fill, round_step
 from bot.core.hedge import OrderAction, OrderReason
 from bot.core.margin import Position, figures
 from bot.core.world import Policy, VenueSnapshot, World
@@ -67,24 +67,21 @@ def _ratio(snap: VenueSnapshot, positions: tuple[Position, ...], extra_equity: f
     return f.mm / equity if equity > 0 else float("inf")
 
 
-def _reduce(positions: list[Position], symbol: str, qty: float) -> None:
-    for n, p in enumerate(positions):
-        if p.symbol == symbol:
-            positions[n] = Position(p.symbol, p.base, p.qty - qty, p.entry)
-            return
-
-
 def reductions(snap: VenueSnapshot, extra_equity: float, target: float) -> dict[str, float]:
     """Signed quantities to trade per symbol (opposite to each position) to bring m under `target`."""
     current = [p for p in snap.positions if p.qty != 0]
     original = {p.symbol: p.qty for p in current}
     done: dict[str, float] = {}
+    realized = [0.0]  # a reduction realizes the position's PnL into collateral: equity does not change
 
     def met() -> bool:
-        return _ratio(snap, tuple(current), extra_equity) < target
+        return _ratio(snap, tuple(current), extra_equity + realized[0]) < target
 
     def take(symbol: str, qty: float) -> None:
-        _reduce(current, symbol, qty)
+        base = symbol.split("/", 1)[0]
+        after, pnl = apply_fill(tuple(current), symbol, base, -qty, snap.prices.get(base, 0.0))
+        current[:] = list(after)
+        realized[0] += pnl
         done[symbol] = done.get(symbol, 0.0) - qty
 
     # 1. offsetting pairs in one underlying: reducing both leaves delta where it was

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 
 from bot.core.hedge import HedgeSpec, Instrument, OrderAction, Trade
-from bot.core.margin import Position, figures
+from bot.core.margin import Figures, Position, figures
 from bot.core.world import VenueSnapshot
 
 EPS = 1e-12
@@ -91,23 +91,40 @@ def round_step(qty: float, step: float) -> Decimal:
     return (Decimal(repr(qty)) / d).to_integral_value(rounding=ROUND_DOWN) * d
 
 
-def with_trade(
-    positions: tuple[Position, ...], symbol: str, base: str, qty: float, mark: float
-) -> tuple[Position, ...]:
-    """Positions after trading `qty` of `symbol` (merged with an existing position, entry at mark)."""
-    out = []
-    merged = False
+def apply_fill(
+    positions: tuple[Position, ...], symbol: str, base: str, qty: float, price: float
+) -> tuple[tuple[Position, ...], float]:
+    """Positions after a fill of `qty` at `price` (weighted entry on adds, the old entry kept on reductions,
+    the fill price on a flip), and the PnL the fill realizes (it moves into collateral)."""
+    out: list[Position] = []
+    realized = 0.0
+    found = False
     for p in positions:
-        if p.symbol == symbol and not merged:
-            new = p.qty + qty
-            if abs(new) > EPS:
-                out.append(Position(symbol, base, new, p.entry if abs(new) <= abs(p.qty) else mark))
-            merged = True
-        else:
+        if p.symbol != symbol or found:
             out.append(p)
-    if not merged:
-        out.append(Position(symbol, base, qty, mark))
-    return tuple(out)
+            continue
+        found = True
+        new = p.qty + qty
+        if (p.qty > 0) == (qty > 0):
+            entry = (p.qty * p.entry + qty * price) / new
+        else:
+            closed = min(abs(qty), abs(p.qty))
+            realized = closed * (price - p.entry) * (1.0 if p.qty > 0 else -1.0)
+            entry = p.entry if abs(qty) <= abs(p.qty) else price
+        if abs(new) > EPS:
+            out.append(Position(symbol, base, new, entry))
+    if not found and abs(qty) > EPS:
+        out.append(Position(symbol, base, qty, price))
+    return tuple(out), realized
+
+
+REALIZED = (
+    "realized PnL"  # a collateral line, valued at 1 USD with no haircut, for PnL a planned fill realizes
+)
+
+
+def _equity_view(collateral: Mapping[str, float], realized: float) -> Mapping[str, float]:
+    return collateral if realized == 0.0 else {**collateral, REALIZED: realized}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +145,23 @@ class _Room:
     snap: VenueSnapshot
     alert_utilization: float
     positions: tuple[Position, ...]
+    realized: float = 0.0
 
+    def figures_after(self, symbol: str, base: str, qty: float, price: float) -> Figures:
+        s = self.snap
+        trial, pnl = apply_fill(self.positions, symbol, base, qty, price)
+        return figures(_equity_view(s.collateral, self.realized + pnl), trial, s.prices, s.haircuts, s.params)
 
-def _utilization(room: _Room) -> float:
-    s = room.snap
-    return figures(s.collateral, room.positions, s.prices, s.haircuts, s.params).utilization
+    def trade(self, symbol: str, base: str, qty: float, price: float) -> None:
+        self.positions, pnl = apply_fill(self.positions, symbol, base, qty, price)
+        self.realized += pnl
 
 
 def _fits(room: _Room, inst: Instrument, qty: float, mark: float) -> float:
     """The largest part of `qty` (same sign) this venue can add and stay at or under its alert level."""
 
     def ok(x: float) -> bool:
-        trial = with_trade(room.positions, inst.symbol, inst.base, x, mark)
-        s = room.snap
-        f = figures(s.collateral, trial, s.prices, s.haircuts, s.params)
-        return f.utilization <= room.alert_utilization
+        return room.figures_after(inst.symbol, inst.base, x, mark).utilization <= room.alert_utilization
 
     if ok(qty):
         return qty
@@ -212,7 +231,7 @@ def plan_orders(
         held[inst.key] = held.get(inst.key, 0.0) + signed
         r = room(inst.venue)
         if r is not None:
-            r.positions = with_trade(r.positions, inst.symbol, inst.base, signed, book.mid)
+            r.trade(inst.symbol, inst.base, signed, book.mid)
         return signed
 
     def liquid(book: Book, side: str, qty: float, urgent: bool) -> float:
@@ -225,7 +244,7 @@ def plan_orders(
         order = t.instruments or tuple(i.key for i in spec.instruments)
         insts = [spec.instrument(k) for k in order]
         dust = min(i.qty_step for i in insts)  # less than the finest step cannot be traded anywhere
-        left = t.qty
+        left = round(t.qty, 9)  # sizes are tracked to 1e-9: float noise must not eat a step
         side = "buy" if left > 0 else "sell"
         # 1. shrink holdings that oppose the trade, least preferred first
         for inst in reversed(insts):
@@ -237,7 +256,7 @@ def plan_orders(
             take = liquid(book, side, want, t.urgent)
             if take < want - EPS:
                 notes.append(f"{inst.key}: reduction capped at {take:g} of {want:g} by max_slippage_bps")
-            left -= emit(inst, math.copysign(take, left), t, book, reduce_only=True)
+            left = round(left - emit(inst, math.copysign(take, left), t, book, reduce_only=True), 9)
         if abs(left) < dust:
             continue
         if t.reduce_only:
@@ -267,7 +286,7 @@ def plan_orders(
                     f"{abs(fits):g} fits"
                 )
                 starved.append((inst, signed - fits))
-            left -= emit(inst, fits, t, book, reduce_only=False)
+            left = round(left - emit(inst, fits, t, book, reduce_only=False), 9)
         if abs(left) >= dust:
             unplaced += left
             if starved:
@@ -276,15 +295,8 @@ def plan_orders(
                 mark = book.mid if book is not None else 0.0
                 r = room(inst.venue)
                 if r is not None:
-                    s = r.snap
-                    before = figures(s.collateral, r.positions, s.prices, s.haircuts, s.params)
-                    after = figures(
-                        s.collateral,
-                        with_trade(r.positions, inst.symbol, inst.base, extra, mark),
-                        s.prices,
-                        s.haircuts,
-                        s.params,
-                    )
+                    before = r.figures_after(inst.symbol, inst.base, 0.0, mark)
+                    after = r.figures_after(inst.symbol, inst.base, extra, mark)
                     needs[inst.venue] = needs.get(inst.venue, 0.0) + max(0.0, after.im - before.im)
     added: dict[str, float] = {}
     for venue, r in rooms.items():

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from bot.core.execution import Book, walk
-from bot.core.margin import Position, figures
+from bot.core.execution import Book, apply_fill, walk
+from bot.core.margin import figures
 from bot.core.numbers import to_decimal
 from bot.errors import OrderRefused, UnknownOutcome, VenueUnavailable
 from bot.venues.base import OrderReceipt, OrderRequest
@@ -54,32 +54,6 @@ def synthetic_book(mark: float, shape: BookShape, depth_factor: float) -> Book:
     asks = tuple((mark * (1 + (half + k * shape.step_bps) / 10_000.0), size) for k in range(shape.levels))
     bids = tuple((mark * (1 - (half + k * shape.step_bps) / 10_000.0), size) for k in range(shape.levels))
     return Book(bids=bids, asks=asks)
-
-
-def apply_fill(
-    positions: tuple[Position, ...], symbol: str, base: str, qty: float, price: float
-) -> tuple[tuple[Position, ...], float]:
-    """Positions after a fill of `qty` at `price`, and the PnL it realizes."""
-    out: list[Position] = []
-    realized = 0.0
-    found = False
-    for p in positions:
-        if p.symbol != symbol:
-            out.append(p)
-            continue
-        found = True
-        new = p.qty + qty
-        if (p.qty > 0) == (qty > 0):
-            entry = (p.qty * p.entry + qty * price) / new
-        else:
-            closed = min(abs(qty), abs(p.qty))
-            realized = closed * (price - p.entry) * (1.0 if p.qty > 0 else -1.0)
-            entry = p.entry if abs(qty) <= abs(p.qty) else price
-        if abs(new) > 1e-12:
-            out.append(Position(symbol, base, new, entry))
-    if not found and abs(qty) > 1e-12:
-        out.append(Position(symbol, base, qty, price))
-    return tuple(out), realized
 
 
 class PaperMatching:
