@@ -52,6 +52,9 @@ class HedgeState:
     funding_period: int | None = None
     stopped: bool = False
     stop_reason: str = ""
+    loss_base: float = (
+        0.0  # the running cost when a person last resumed the program: max_loss counts from here
+    )
 
     # --- persistence -----------------------------------------------------------------------------------
     def to_json(self) -> str:
@@ -136,9 +139,12 @@ class HedgeState:
             holdings[key] = new
         return replace(self, holdings=holdings, entries=entries)
 
-    def traded(self, now: float, exposure: float) -> HedgeState:
+    def traded(self, now: float, hedged_exposure: float | None) -> HedgeState:
+        """A trade filled (at least in part): it counts against the hourly cap; `hedged_exposure` is the
+        exposure the hedge now matches (None keeps the previous one: the trade did not reach the band)."""
         recent = (*(t for t in self.trades if now - t < HOUR_SECONDS), now)
-        return replace(self, trades=recent, trade_count=self.trade_count + 1, hedged_exposure=exposure)
+        hedged = self.hedged_exposure if hedged_exposure is None else hedged_exposure
+        return replace(self, trades=recent, trade_count=self.trade_count + 1, hedged_exposure=hedged)
 
     def charge_funding(
         self, period: int, now: float, marks: Mapping[str, float], rates: Mapping[str, float]
@@ -162,16 +168,18 @@ class HedgeState:
     def stop(self, reason: str) -> HedgeState:
         return replace(self, stopped=True, stop_reason=reason)
 
-    def resume(self) -> HedgeState:
-        return replace(self, stopped=False, stop_reason="", funding_charges=())
+    def resume(self, loss_now: float) -> HedgeState:
+        """Resumed by a person: the loss limit counts from the cost now, the funding-drag window starts afresh."""
+        return replace(self, stopped=False, stop_reason="", funding_charges=(), loss_base=loss_now)
 
 
 def stop_reason(spec: HedgeSpec, state: HedgeState, cost: Cost, now: float) -> str | None:
     """Which stop rule, if any, the program hit."""
     rule = spec.stop
-    if rule.max_loss_usd is not None and cost.loss > rule.max_loss_usd:
+    if rule.max_loss_usd is not None and cost.loss - state.loss_base > rule.max_loss_usd:
+        since = f" since the resume at {state.loss_base:,.0f}" if state.loss_base else ""
         return (
-            f"running cost {cost.loss:,.0f} USD exceeds max_loss_usd {rule.max_loss_usd:,.0f} "
+            f"running cost {cost.loss:,.0f} USD{since} exceeds max_loss_usd {rule.max_loss_usd:,.0f} "
             f"(hedge PnL {cost.hedge_pnl:,.0f}, exposure PnL {cost.exposure_pnl:,.0f}, "
             f"fees {cost.fees:,.0f}, funding {cost.funding:,.0f})"
         )

@@ -292,7 +292,12 @@ class Bot:
         if controls.intents_mark != self._intents_mark:
             self._intents_mark = controls.intents_mark
             self._load_intents(now)
-            self._unreconciled &= {i.id for i in self._in_flight}
+            still_open = {i.id for i in self._in_flight}
+            if self.hedger is not None:
+                still_open |= set(
+                    self.hedger.open
+                )  # orders are reconciled by the hedge engine, not by people
+            self._unreconciled &= still_open
         return controls
 
     def _fail_closed(self, now: float, what: str, e: BaseException) -> Controls:

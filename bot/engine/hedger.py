@@ -84,6 +84,7 @@ class Hedger:
         self.marks: dict[str, float] = {}  # last mark per instrument key
         self.max_abs_deviation: dict[str, float] = dict.fromkeys(self.specs, 0.0)
         self.watch: PositionWatch | None = None  # the bot's, so that our own fills are expected
+        self._planned: dict[str, float] = {}  # program -> exposure it traded against this cycle
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def load(self, now: float) -> None:
@@ -137,11 +138,22 @@ class Hedger:
 
     # --- fills -----------------------------------------------------------------------------------------
     def on_fill(
-        self, o: OrderView, signed: float, price: float, fee: float
+        self, o: OrderView, signed: float, price: float, fee: float, reconciled: bool = False
     ) -> tuple[list[LedgerUpdate], str | None]:
-        """Our own fill: the venue's expected positions move, and the ledgers that own it change with them."""
-        before = self.watch.held(o.venue, o.symbol) if self.watch is not None else 0.0
-        positions = self.watch.expect(o.venue, o.symbol, signed) if self.watch is not None else None
+        """Our own fill: the venue's expected positions move, and the ledgers that own it change with them.
+
+        A fill adopted by reconciliation may already be in what the bot last observed at the venue: then that
+        observation is taken as what the venue should show, instead of adding the fill a second time.
+        """
+        w = self.watch
+        before = w.held(o.venue, o.symbol) if w is not None else 0.0
+        if w is None:
+            positions = None
+        elif reconciled and w.seen_since(o.venue, o.created_at):
+            positions = w.resync(o.venue)
+            before -= signed  # the observation already held it
+        else:
+            positions = w.expect(o.venue, o.symbol, signed)
         if o.program is None:  # a de-risk order: the programs sharing the position give it up pro rata
             return self._scale(o.key, before, before + signed), positions
         if o.program not in self.states:
@@ -151,13 +163,14 @@ class Hedger:
 
     def _scale(self, key: str, before: float, after: float) -> list[LedgerUpdate]:
         """The venue's position on `key` went from `before` to `after`: shrink the holdings that share it."""
-        if abs(after) >= abs(before) and after * before >= 0:
-            return []
+        if abs(before) <= EPS or (abs(after) >= abs(before) and after * before > 0):
+            return []  # nothing was there to shrink, or the venue's side did not shrink
         factor = after / before if before != 0.0 and after * before > 0 else 0.0
         out = []
         for name, st in self.states.items():
             h = st.holdings.get(key, 0.0)
-            if abs(h) > EPS and h * before > 0:
+            # the venue's side shrinks pro rata; a venue that holds nothing any more holds nothing for anyone
+            if abs(h) > EPS and (h * before > 0 or abs(after) <= EPS):
                 self.states[name] = st.scale_holding(key, factor)
                 out.append(self._ledger(name))
         return out
@@ -176,6 +189,7 @@ class Hedger:
 
     async def send(self, orders: tuple[OrderAction, ...], now: float) -> list[OrderOutcome]:
         out = []
+        filled: set[str] = set()
         for a in orders:
             r = await self.desk_orders.execute(a, now, self.on_fill)
             if r is None:
@@ -183,7 +197,21 @@ class Hedger:
             out.append(r)
             if r.status is OrderStatus.UNKNOWN:
                 self.open[r.order.id] = r.order
+            if r.filled > 0 and r.order.program in self._planned:
+                filled.add(r.order.program)
+        for name in sorted(filled):
+            self._count_trade(name, now)
         return out
+
+    def _count_trade(self, name: str, now: float) -> None:
+        """A trade that filled counts against the cap; the exposure counts as hedged once delta is in band
+        (a partial fill or a failed leg leaves a `static` program free to finish the job)."""
+        spec, st = self.specs[name], self.states[name]
+        exposure = self._planned.pop(name)
+        price = self.prices.get(spec.asset)
+        in_band = price is not None and abs(st.net_delta(spec, price) - spec.target_delta) <= spec.band
+        self.states[name] = st.traded(now, exposure if in_band else None)
+        self._save(name, now, "hedge.traded", {"trades": self.states[name].trade_count, "in_band": in_band})
 
     # --- the cycle's planning ----------------------------------------------------------------------------
     def set_exposure(self, name: str, qty: float, now: float) -> None:
@@ -245,7 +273,10 @@ class Hedger:
     def _external(self, seen: Seen) -> list[Alert]:
         """A position the venue reduced by itself (a liquidation, a manual close) leaves the ledgers pro rata."""
         alerts: list[Alert] = []
+        busy = self.busy_venues
         for venue, (before_json, after_json) in seen.changes.items():
+            if venue in busy:  # an order of unknown outcome may explain it: reconciliation will tell
+                continue
             before, after = parse(before_json), parse(after_json)
             for symbol in set(before) | set(after):
                 key = f"{venue}|{symbol}"
@@ -317,6 +348,7 @@ class Hedger:
 
     async def plan(self, seen: Seen, *, may_trade: bool, reduce_only: bool) -> HedgePlan:
         """This cycle's hedge orders. `may_trade` False (startup gate): bookkeeping only."""
+        self._planned = {}
         alerts: list[Alert] = []
         orders: list[OrderAction] = []
         needs: dict[str, float] = {}
@@ -422,7 +454,7 @@ class Hedger:
             for venue, extra in (*plan.im_needs.items(), *plan.im_added.items()):
                 needs[venue] = needs.get(venue, 0.0) + extra
             if plan.orders and not st.stopped:
-                self.states[name] = st.traded(seen.now, inputs.exposure)
+                self._planned[name] = inputs.exposure  # counted as a trade once something fills
             if abs(plan.unplaced) > EPS:
                 why = "; ".join(plan.notes) or "no instrument available"
                 kind = "hedge_margin" if plan.im_needs else "hedge_capped"
@@ -450,6 +482,7 @@ class Hedger:
         st = self.states.get(name)
         if st is None or not st.stopped:
             return False
-        self.states[name] = st.resume()
+        loss = self._ledger(name).loss
+        self.states[name] = st.resume(loss if loss is not None else st.loss_base)
         self._save(name, now, "hedge.resumed", {"by": by})
         return True

@@ -40,6 +40,21 @@ class PositionWatch:
         self._known = dict(known)  # canonical positions per venue as last recorded
         self._unseen = set(known)  # venues not yet observed since start
         self._last: dict[str, tuple[Position, ...]] = {}
+        self._checked_at: dict[str, float] = {}  # when each venue was last compared
+
+    def seen_since(self, venue: str, ts: float) -> bool:
+        """Whether the venue was observed after `ts` (its positions then may already include a fill)."""
+        return self._checked_at.get(venue, float("-inf")) > ts
+
+    def resync(self, venue: str) -> str | None:
+        """Take what the venue showed at its last observation as what it should show (after adopting a fill
+        that observation may already contain). Returns those canonical positions, if any."""
+        last = self._last.get(venue)
+        if last is None:
+            self._known.pop(venue, None)
+            return None
+        self._known[venue] = canonical(last)
+        return self._known[venue]
 
     def held(self, venue: str, symbol: str) -> float:
         """What the venue should show on `symbol`, as far as the bot knows."""
@@ -60,6 +75,7 @@ class PositionWatch:
     def check(self, snap: VenueSnapshot) -> Change | None:
         """A change of positions since the last look, or None (cheap when the snapshot shares the same tuple)."""
         v = snap.venue
+        self._checked_at[v] = snap.ts
         if self._last.get(v) is snap.positions:
             return None
         self._last[v] = snap.positions

@@ -165,12 +165,17 @@ class OrderRecords:
         with self.engine.begin() as conn:
             conn.execute(update(orders).where(orders.c.id == order_id).values(**values))
             self._audit(conn, ts, f"order.{status.value}", payload, venue)
-            if (
-                positions is not None
-            ):  # what the venue should now show: a restart must not take it for a surprise
-                conn.execute(
+            # what the venue should now show: a restart must not take the bot's own fill for a surprise
+            if positions is not None:
+                done = conn.execute(
                     update(venue_status).where(venue_status.c.venue == venue).values(positions=positions)
-                )
+                ).rowcount
+                if not done:
+                    conn.execute(
+                        insert(venue_status).values(
+                            venue=venue, state="stale", since=ts, positions=positions, updated_at=ts
+                        )
+                    )
             for ledger in ledgers:
                 _put_ledger(conn, ledger, ts)
                 self._audit(conn, ts, "hedge.ledger", {"program": ledger.name, "state": ledger.state}, None)
