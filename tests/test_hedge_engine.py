@@ -163,6 +163,38 @@ async def test_a_fill_whose_answer_is_lost_is_unknown_then_adopted_once(db_url: 
     assert len(_rows(w.store)) == 1  # adopted, never re-sent
 
 
+class ThinningOrders(PaperOrders):
+    """The book the planner saw is gone by the time the order arrives (depth falls to 0.5%)."""
+
+    def __init__(self, w: Wired) -> None:
+        super().__init__(w.exchange)
+        self.x = w.exchange
+
+    async def place(self, req: OrderRequest) -> OrderReceipt:
+        self.x.set_liquidity(req.venue, req.symbol, 0.005)
+        return await super().place(req)
+
+
+async def test_a_partial_fill_whose_answer_is_lost_is_adopted_as_partial(db_url: str) -> None:
+    """The book thins before the order lands and the answer times out: the lookup adopts the partial fill once."""
+    s = hedging("btc-options", reconcile_lag_seconds=LAG)
+    clock = SimClock(START)
+    w = await make_bot(s, db_url, clock)
+    w.bot.hedger.desk_orders.port = ThinningOrders(w)
+    w.exchange.matching.timeouts_after_fill["okx-main"] = 1
+    first = await w.bot.cycle()
+    (lost,) = first.orders
+    assert lost.status is OrderStatus.UNKNOWN
+    await _step(w, clock)
+    row = next(r for r in _rows(w.store) if r["id"] == lost.order.id)
+    assert row["status"] == "partially_filled"
+    assert Decimal(0) < row["filled"] < row["qty"]
+    assert Counter(w.exchange.matching.fills)[lost.order.id] == 1
+    okx_fills = sum(float(r["filled"] or 0) for r in _rows(w.store) if r["venue"] == "okx-main")
+    assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(_venue_qty(w, *BTC_OKX))
+    assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(-okx_fills)  # each fill counted once
+
+
 async def test_a_fill_seen_before_its_lookup_finds_it_is_counted_once(sqlite_url: str) -> None:
     """While the venue's history lags, the unknown program holds still; once adopted, ledger equals venue."""
     s = hedging("btc-options", reconcile_lag_seconds=LAG)
