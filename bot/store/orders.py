@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.hedge import OPEN_ORDER_STATUSES, OrderAction, OrderReason, OrderStatus, OrderView
@@ -37,6 +37,24 @@ class LedgerUpdate:
     loss: float | None
     stopped: bool
     stop_reason: str
+
+
+def already_recorded(
+    conn: Connection, table: Table, key: str, params_hash: str, *, what: str, error: Exception
+) -> bool:
+    """After an insert refused by the primary key: True when the same move was already recorded (a no-op).
+
+    Raises IntegrityError when the key holds other parameters (a key is never reused for another move), or
+    when nothing holds it (the insert failed for another reason).
+    """
+    existing = conn.execute(select(table.c.params_hash).where(table.c.id == key)).first()
+    if existing is None:
+        raise IntegrityError(
+            f"{what} {key} could not be recorded: {getattr(error, 'orig', error)}"
+        ) from error
+    if existing.params_hash != params_hash:
+        raise IntegrityError(f"{what} {key} exists with different parameters") from None
+    return True
 
 
 def _order_view(r: Any) -> OrderView:
@@ -122,13 +140,7 @@ class OrderRecords:
                 self._notes(conn, ts, notes)
         except SAIntegrityError as e:
             with self._read() as conn:
-                existing = conn.execute(
-                    select(orders.c.params_hash).where(orders.c.id == action.intent_id)
-                ).first()
-            if existing is None:
-                raise IntegrityError(f"order {action.intent_id} could not be recorded: {e.orig}") from e
-            if existing.params_hash != action.params_hash:
-                raise IntegrityError(f"order {action.intent_id} exists with different parameters") from None
+                already_recorded(conn, orders, action.intent_id, action.params_hash, what="order", error=e)
             return False
         return True
 

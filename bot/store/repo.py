@@ -23,7 +23,7 @@ from bot.core.approvals import BREAK_GLASS, Counted, Refused, Request, Vote, cas
 from bot.core.world import IntentView
 from bot.errors import IntegrityError
 from bot.store import audit as chain
-from bot.store.orders import OrderRecords
+from bot.store.orders import OrderRecords, already_recorded
 from bot.store.tables import approvals, audit, flags, intents, notifications, venue_status
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -31,7 +31,6 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 # statements built once: parameters are passed at execution, so each compiles once and is cached
 _INSERT_NOTE = insert(notifications)
 _INSERT_INTENT = insert(intents)
-_INTENT_HASH = select(intents.c.params_hash).where(intents.c.id == bindparam("i_id"))
 _UPDATE_INTENT = update(intents).where(intents.c.id == bindparam("i_id"))
 _DECIDE_APPROVAL = update(approvals).where(approvals.c.intent_id == bindparam("a_intent"))
 _UPDATE_STATE = update(venue_status).where(venue_status.c.venue == bindparam("v_venue"))
@@ -239,11 +238,7 @@ class Store(OrderRecords):
             # the id exists (recorded earlier, or by another writer just now): the same move is a no-op,
             # the same key with other parameters is refused
             with self._read() as conn:
-                existing = conn.execute(_INTENT_HASH, {"i_id": intent_id}).first()
-            if existing is None:
-                raise IntegrityError(f"intent {intent_id} could not be recorded: {e.orig}") from e
-            if existing.params_hash != action.params_hash:
-                raise IntegrityError(f"intent {intent_id} exists with different parameters") from None
+                already_recorded(conn, intents, intent_id, action.params_hash, what="intent", error=e)
             return False
         return True
 
