@@ -58,6 +58,7 @@ class CycleResult:
 
 
 _NOTHING = Decision((), (), (), (), {}, ())
+_NO_HEDGES = HedgePlan()
 
 
 class Bot:
@@ -201,8 +202,8 @@ class Bot:
         snapshots, accounts = await self._observe()
         changed, halted_by_watch = self._watch_positions(now, snapshots)
         halted_venues = controls.halted_venues | halted_by_watch
-        hedge_plan = HedgePlan()
-        if self.hedger is not None:
+        hedge_plan = _NO_HEDGES
+        if self.hedger is not None and self.hedger.specs:
             try:
                 hedge_plan = await self.hedger.plan(
                     self._seen(now, snapshots, accounts, halted_venues, changed),
@@ -243,11 +244,12 @@ class Bot:
         order_outcomes: list[OrderOutcome] = []
         alerts = (*decision.alerts, *hedge_plan.alerts)
         if self.hedger is not None and decision is not _NOTHING:
-            busy = self.hedger.busy_venues | halted_venues
-            derisk = plan_derisk(world, self.policy, decision, busy=busy)
-            alerts = (*alerts, *derisk.alerts)
-            order_outcomes.extend(await self.hedger.send(derisk.orders, now))
-            if not controls.halted or all(o.reduce_only for o in hedge_plan.orders):
+            if any(a.kind == "derisk" for a in decision.alerts):  # a venue at its de-risk level
+                busy = self.hedger.busy_venues | halted_venues
+                derisk = plan_derisk(world, self.policy, decision, busy=busy)
+                alerts = (*alerts, *derisk.alerts)
+                order_outcomes.extend(await self.hedger.send(derisk.orders, now))
+            if hedge_plan.orders and (not controls.halted or all(o.reduce_only for o in hedge_plan.orders)):
                 order_outcomes.extend(await self.hedger.send(hedge_plan.orders, now))
         if self._unreconciled:
             alerts = (

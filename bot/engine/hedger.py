@@ -118,6 +118,8 @@ class Hedger:
     @property
     def busy_venues(self) -> frozenset[str]:
         """Venues with an order of unknown outcome: what they hold is not known."""
+        if not self.open:
+            return frozenset()
         return frozenset(o.venue for o in self.open.values())
 
     def _ledger(self, name: str, price: float | None = None) -> LedgerUpdate:
