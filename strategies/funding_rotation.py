@@ -56,6 +56,8 @@ class FundingRotation:
                 )
                 return (
                     Trade(-held, OrderReason.UNWIND, instruments=(key,), reduce_only=True, note=why),
-                    Trade(held, OrderReason.REBALANCE, instruments=(cheapest,), note=why),
+                    Trade(
+                        held, OrderReason.REBALANCE, instruments=(cheapest,), note=why, match_previous=True
+                    ),
                 )
         return ()

@@ -223,9 +223,17 @@ def test_margin_headroom_holds_when_the_venue_position_is_under_water() -> None:
     assert figures({"USDT": collateral}, positions, v1.prices, {}, v1.params).utilization <= 0.8
 
 
+def held_on_venues(v1: float, v2: float) -> dict[str, VenueSnapshot | None]:
+    """Venues that show the positions the ledger holds (what reduce-only orders are checked against)."""
+    return {
+        "v1": venue("v1", positions=(Position(A.symbol, "BTC", v1, MARK),) if v1 else ()),
+        "v2": venue("v2", positions=(Position(B.symbol, "BTC", v2, MARK),) if v2 else ()),
+    }
+
+
 def test_an_opposite_trade_reduces_holdings_first_least_preferred_first() -> None:
     """Buying 6 against holdings of −2 (v1) and −3 (v2): reduce v2 by 3, v1 by 2, then add 1 on v1."""
-    p = plan(rebalance(6.0), holdings={A.key: -2.0, B.key: -3.0})
+    p = plan(rebalance(6.0), holdings={A.key: -2.0, B.key: -3.0}, snaps=held_on_venues(-2.0, -3.0))
     assert placed(p) == [
         ("v2", "buy", Decimal("3.000"), True),
         ("v1", "buy", Decimal("2.000"), True),
@@ -236,10 +244,36 @@ def test_an_opposite_trade_reduces_holdings_first_least_preferred_first() -> Non
 
 def test_a_reduce_only_trade_never_adds() -> None:
     """A reduce-only trade larger than the holding reduces it and reports the rest as unplaced."""
-    p = plan(Trade(5.0, OrderReason.UNWIND, reduce_only=True), holdings={A.key: -2.0})
+    p = plan(
+        Trade(5.0, OrderReason.UNWIND, reduce_only=True),
+        holdings={A.key: -2.0},
+        snaps=held_on_venues(-2.0, 0),
+    )
     assert placed(p) == [("v1", "buy", Decimal("2.000"), True)]
     assert p.orders[0].reason is OrderReason.UNWIND
     assert p.unplaced == pytest.approx(3.0)
+
+
+def test_a_reduction_is_not_reduce_only_when_the_venue_net_position_is_on_the_other_side() -> None:
+    """A program short 2 on v1 where another owner's long makes the venue net +8: its buy-back is a plain order."""
+    p = plan(rebalance(2.0), holdings={A.key: -2.0}, snaps=held_on_venues(8.0, 0))
+    assert placed(p) == [("v1", "buy", Decimal("2.000"), False)]
+
+
+def test_a_rotation_opens_no_more_than_it_closed() -> None:
+    """The second leg of a rotation (match_previous) is cut to what the first leg placed in a thin book."""
+    thin = synthetic_book(MARK, BookShape(level_usd=6_000.0), 1.0)  # 0.1 BTC a level
+    p = plan(
+        Trade(5.0, OrderReason.UNWIND, instruments=(A.key,), reduce_only=True),
+        Trade(-5.0, OrderReason.REBALANCE, instruments=(B.key,), match_previous=True),
+        holdings={A.key: -5.0},
+        books={A.key: thin, B.key: DEEP},
+        snaps=held_on_venues(-5.0, 0),
+    )
+    closed = sum(o.qty for o in p.orders if o.venue == "v1")
+    opened = sum(o.qty for o in p.orders if o.venue == "v2")
+    assert Decimal(0) < closed < Decimal(5)
+    assert opened == closed
 
 
 def test_quantities_round_down_to_the_step_and_dust_is_not_unplaced() -> None:

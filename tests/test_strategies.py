@@ -160,7 +160,7 @@ def test_funding_rotation_rotates_when_the_saving_beats_the_round_trip() -> None
     )
     assert trades == (
         Trade(10.0, OrderReason.UNWIND, instruments=(A.key,), reduce_only=True, note=trades[0].note),
-        Trade(-10.0, OrderReason.REBALANCE, instruments=(B.key,), note=trades[1].note),
+        Trade(-10.0, OrderReason.REBALANCE, instruments=(B.key,), note=trades[1].note, match_previous=True),
     )
     assert "rotate" in trades[0].note
 
@@ -430,11 +430,23 @@ def test_ledger_json_round_trip_is_lossless() -> None:
 def test_scale_holding_shrinks_pro_rata_and_keeps_entry() -> None:
     """A shared de-risk scales a holding by the factor; zero removes it; unknown keys are untouched."""
     st_ = HedgeState().fill(K, -4.0, 60_000.0, 0.0)
-    half = st_.scale_holding(K, 0.5)
+    half = st_.scale_holding(K, 0.5, None)
     assert half.holdings[K] == pytest.approx(-2.0)
     assert half.entries[K] == 60_000.0
-    assert K not in st_.scale_holding(K, 0.0).holdings
-    assert st_.scale_holding("nowhere|X", 0.5) is st_
+    assert half.realized == 0.0  # no price known: closed at entry
+    assert K not in st_.scale_holding(K, 0.0, None).holdings
+    assert st_.scale_holding("nowhere|X", 0.5, 1.0) is st_
+
+
+def test_scale_holding_realizes_the_pnl_of_the_part_the_venue_closed() -> None:
+    """A short of 4 at 60k of which the venue closes half at 48k realizes 2 × 12k = 24k of profit."""
+    st_ = HedgeState().fill(K, -4.0, 60_000.0, 0.0)
+    half = st_.scale_holding(K, 0.5, 48_000.0)
+    assert half.realized == pytest.approx(24_000.0)
+    marks = {K: 48_000.0}
+    assert half.cost(spec(), 48_000.0, marks).hedge_pnl == pytest.approx(
+        st_.cost(spec(), 48_000.0, marks).hedge_pnl
+    )
 
 
 def test_set_exposure_banks_the_open_segment() -> None:

@@ -240,11 +240,16 @@ def plan_orders(
         cap = max_qty_within(book, side, spec.max_slippage_bps)
         return min(qty, cap)
 
+    last_placed = 0.0  # what the previous trade placed (signed): a matched leg takes no more than that
     for t in trades:
         order = t.instruments or tuple(i.key for i in spec.instruments)
         insts = [spec.instrument(k) for k in order]
         dust = min(i.qty_step for i in insts)  # less than the finest step cannot be traded anywhere
-        left = round(t.qty, 9)  # sizes are tracked to 1e-9: float noise must not eat a step
+        wanted = t.qty
+        if t.match_previous:  # the second leg of a rotation: only as much as the first leg placed
+            wanted = math.copysign(min(abs(t.qty), abs(last_placed)), t.qty)
+        left = round(wanted, 9)  # sizes are tracked to 1e-9: float noise must not eat a step
+        start = left
         side = "buy" if left > 0 else "sell"
         # 1. shrink holdings that oppose the trade, least preferred first
         for inst in reversed(insts):
@@ -256,11 +261,18 @@ def plan_orders(
             take = liquid(book, side, want, t.urgent)
             if take < want - EPS:
                 notes.append(f"{inst.key}: reduction capped at {take:g} of {want:g} by max_slippage_bps")
-            left = round(left - emit(inst, math.copysign(take, left), t, book, reduce_only=True), 9)
+            # reduce-only at the venue only when the venue's own position shrinks by it: another owner on
+            # the other side of a shared position would make the venue refuse (or cut) a reduce-only order
+            r = room(inst.venue)
+            net = sum(p.qty for p in r.positions if p.symbol == inst.symbol) if r is not None else 0.0
+            venue_reduces = net * h > 0 and take <= abs(net) + EPS
+            left = round(left - emit(inst, math.copysign(take, left), t, book, reduce_only=venue_reduces), 9)
         if abs(left) < dust:
+            last_placed = start - left
             continue
         if t.reduce_only:
             unplaced += left
+            last_placed = start - left
             continue
         # 2. add on instruments in order, within liquidity and margin headroom
         starved: list[tuple[Instrument, float]] = []
@@ -287,6 +299,7 @@ def plan_orders(
                 )
                 starved.append((inst, signed - fits))
             left = round(left - emit(inst, fits, t, book, reduce_only=False), 9)
+        last_placed = start - left
         if abs(left) >= dust:
             unplaced += left
             if starved:

@@ -131,6 +131,8 @@ class Trade:
     `instruments` is the order to try (empty: the program's rank); the planner skips instruments that
     are unavailable, illiquid or without margin headroom. `reduce_only` trades only shrink holdings;
     `urgent` ones (stop unwinds) take the book as it is instead of capping at `max_slippage_bps`.
+    `match_previous` limits a trade to what the previous one placed: a rotation never opens more on the new
+    instrument than it closed on the old one.
     """
 
     qty: float
@@ -139,6 +141,7 @@ class Trade:
     reduce_only: bool = False
     urgent: bool = False
     note: str = ""
+    match_previous: bool = False  # place no more than the previous trade placed (a rotation's second leg)
 
 
 def _hex(text: str) -> str:

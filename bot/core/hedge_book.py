@@ -125,19 +125,23 @@ class HedgeState:
             entries[key] = new_entry
         return replace(self, holdings=holdings, entries=entries, realized=realized, fees=self.fees + fee)
 
-    def scale_holding(self, key: str, factor: float) -> HedgeState:
-        """A reduction of the venue's position that this program shares (de-risk, liquidation), pro rata."""
+    def scale_holding(self, key: str, factor: float, price: float | None) -> HedgeState:
+        """A reduction of the venue's position that this program shares (de-risk, liquidation), pro rata;
+        the part removed is closed at `price`, so its PnL stays in the program's cost."""
         if key not in self.holdings:
             return self
         holdings = dict(self.holdings)
         entries = dict(self.entries)
-        new = holdings[key] * max(0.0, factor)
+        held = holdings[key]
+        new = held * max(0.0, factor)
+        entry = entries.get(key, 0.0)
+        realized = self.realized + (held - new) * ((entry if price is None else price) - entry)
         if abs(new) < 1e-12:
             holdings.pop(key)
             entries.pop(key, None)
         else:
             holdings[key] = new
-        return replace(self, holdings=holdings, entries=entries)
+        return replace(self, holdings=holdings, entries=entries, realized=realized)
 
     def traded(self, now: float, hedged_exposure: float | None) -> HedgeState:
         """A trade filled (at least in part): it counts against the hourly cap; `hedged_exposure` is the
@@ -149,9 +153,14 @@ class HedgeState:
     def charge_funding(
         self, period: int, now: float, marks: Mapping[str, float], rates: Mapping[str, float]
     ) -> HedgeState:
-        """At a funding boundary: longs pay a positive rate, shorts receive it (per instrument)."""
-        if self.funding_period is None or period == self.funding_period:
+        """At a funding boundary: longs pay a positive rate, shorts receive it (per instrument).
+
+        Boundaries missed (the bot was down, or a venue unreadable at the boundary) are charged at the rate
+        seen now, one charge per boundary; the drag records one entry per boundary too.
+        """
+        if self.funding_period is None or period <= self.funding_period:
             return replace(self, funding_period=period)
+        boundaries = period - self.funding_period
         paid = 0.0
         notional = 0.0
         for key, qty in self.holdings.items():
@@ -162,8 +171,10 @@ class HedgeState:
             notional += abs(qty) * mark
         charges = tuple(c for c in self.funding_charges if now - c[0] < DAY_SECONDS)
         if notional > 0.0:
-            charges += ((now, paid / notional * 3.0 * 10_000.0),)
-        return replace(self, funding=self.funding + paid, funding_period=period, funding_charges=charges)
+            charges += ((now, paid / notional * 3.0 * 10_000.0),) * min(boundaries, 3)
+        return replace(
+            self, funding=self.funding + paid * boundaries, funding_period=period, funding_charges=charges
+        )
 
     def stop(self, reason: str) -> HedgeState:
         return replace(self, stopped=True, stop_reason=reason)

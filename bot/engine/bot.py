@@ -192,8 +192,6 @@ class Bot:
                 await self._reconcile_orders(now)
             except Exception as e:  # fail closed
                 controls = self._fail_closed(now, "reconciliation", e)
-        if controls.resume_hedges and self.hedger is not None:
-            self._resume_hedges(now, controls)
         if self._expiries:
             self._expire(now)
         outcomes: list[Outcome] = []
@@ -209,9 +207,12 @@ class Bot:
                     self._seen(now, snapshots, accounts, halted_venues, changed),
                     may_trade=not self._unreconciled,
                     reduce_only=controls.halted,
+                    resumes=dict(controls.resume_hedges),
                 )
             except Exception as e:  # fail closed: the hedge engine's own checks failed
                 controls = self._fail_closed(now, "the hedge engine", e)
+        if controls.resume_hedges and self.hedger is not None:
+            self._clear_resumes(now, controls, hedge_plan.resumed)
         world = World(
             now=now,
             regime=self.regime,
@@ -403,12 +404,12 @@ class Bot:
             if r.classified:
                 self._unreconciled.discard(r.order.id)
 
-    def _resume_hedges(self, now: float, controls: Controls) -> None:
+    def _clear_resumes(self, now: float, controls: Controls, applied: frozenset[str]) -> None:
+        """Clear the resume requests the hedge engine applied (or that name no configured program)."""
         assert self.hedger is not None
-        for program, by in controls.resume_hedges:
-            if program in self.hedger.specs:
-                self.hedger.resume(program, now, by=by)
-            self.kill.hedge_resumed(now, program=program)
+        for program, _by in controls.resume_hedges:
+            if program in applied or program not in self.hedger.specs:
+                self.kill.hedge_resumed(now, program=program)
 
     def _seen(
         self,

@@ -54,6 +54,7 @@ class HedgePlan:
     orders: tuple[OrderAction, ...] = ()
     im_needs: Mapping[str, float] = dataclasses.field(default_factory=dict)
     alerts: tuple[Alert, ...] = ()
+    resumed: frozenset[str] = frozenset()  # resume requests applied this cycle (their flags may be cleared)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +158,15 @@ class Hedger:
         else:
             positions = w.expect(o.venue, o.symbol, signed)
         if o.program is None:  # a de-risk order: the programs sharing the position give it up pro rata
-            return self._scale(o.key, before, before + signed), positions
+            return self._scale(o.key, before, before + signed, price), positions
         if o.program not in self.states:
             return [], positions
         self.states[o.program] = self.states[o.program].fill(o.key, signed, price, fee)
         return [self._ledger(o.program)], positions
 
-    def _scale(self, key: str, before: float, after: float) -> list[LedgerUpdate]:
-        """The venue's position on `key` went from `before` to `after`: shrink the holdings that share it."""
+    def _scale(self, key: str, before: float, after: float, price: float | None) -> list[LedgerUpdate]:
+        """The venue's position on `key` went from `before` to `after` (closed at `price`): shrink the holdings
+        that share it, realizing the PnL of what they lost."""
         if abs(before) <= EPS or (abs(after) >= abs(before) and after * before > 0):
             return []  # nothing was there to shrink, or the venue's side did not shrink
         factor = after / before if before != 0.0 and after * before > 0 else 0.0
@@ -173,7 +175,7 @@ class Hedger:
             h = st.holdings.get(key, 0.0)
             # the venue's side shrinks pro rata; a venue that holds nothing any more holds nothing for anyone
             if abs(h) > EPS and (h * before > 0 or abs(after) <= EPS):
-                self.states[name] = st.scale_holding(key, factor)
+                self.states[name] = st.scale_holding(key, factor, price)
                 out.append(self._ledger(name))
         return out
 
@@ -259,12 +261,15 @@ class Hedger:
                         {"qty": qty, "price": price, "from": spec.exposure_account},
                     )
         period = int(now // FUNDING_PERIOD_SECONDS)
-        if st.funding_period != period:
-            rates = {}
-            for inst in spec.instruments:
-                s = seen.snapshots.get(inst.venue)
-                if s is not None:
-                    rates[inst.key] = s.funding.get(inst.symbol, 0.0)
+        rates: dict[str, float] = {}
+        unread = False  # a venue holding this program's hedge did not answer: charge when it does
+        for inst in spec.instruments:
+            s = seen.snapshots.get(inst.venue)
+            if s is not None:
+                rates[inst.key] = s.funding.get(inst.symbol, 0.0)
+            elif abs(st.holdings.get(inst.key, 0.0)) > EPS:
+                unread = True
+        if st.funding_period != period and not unread:
             charged = st.charge_funding(period, now, self.marks, rates)
             self.states[name] = st = charged
             self._save(
@@ -285,7 +290,11 @@ class Hedger:
                 owners = [n for n, st in self.states.items() if abs(st.holdings.get(key, 0.0)) > EPS]
                 if not owners:
                     continue
-                updates = self._scale(key, before.get(symbol, 0.0), after.get(symbol, 0.0))
+                snap = seen.snapshots.get(venue)
+                base = symbol.split("/", 1)[0]
+                mark = snap.prices.get(base) if snap is not None else None
+                price = mark if mark is not None else self.marks.get(key)
+                updates = self._scale(key, before.get(symbol, 0.0), after.get(symbol, 0.0), price)
                 for u in updates:
                     self.store.save_ledger(
                         u,
@@ -348,8 +357,15 @@ class Hedger:
             recent_trades=st.trades,
         )
 
-    async def plan(self, seen: Seen, *, may_trade: bool, reduce_only: bool) -> HedgePlan:
-        """This cycle's hedge orders. `may_trade` False (startup gate): bookkeeping only."""
+    async def plan(
+        self, seen: Seen, *, may_trade: bool, reduce_only: bool, resumes: Mapping[str, str] | None = None
+    ) -> HedgePlan:
+        """This cycle's hedge orders. `may_trade` False (startup gate): bookkeeping only.
+
+        `resumes` (program -> who) are applied once the program's price is known, so that its loss limit
+        counts from the cost at that moment; the ones applied are returned in `HedgePlan.resumed`.
+        """
+        resumed: set[str] = set()
         self._planned = {}
         alerts: list[Alert] = []
         orders: list[OrderAction] = []
@@ -372,6 +388,9 @@ class Hedger:
                 continue
             self.prices[spec.asset] = price
             alerts.extend(self._bookkeeping(spec, seen, price))
+            if resumes and name in resumes:
+                self.resume(name, seen.now, by=resumes[name])
+                resumed.add(name)
             st = self.states[name]
             if not st.stopped:
                 why = stop_reason(spec, st, st.cost(spec, price, self.marks), seen.now)
@@ -470,7 +489,7 @@ class Hedger:
                         f"hedge {name}: {abs(plan.unplaced):g} {spec.asset} not placed this cycle{extra_note}: {why}",
                     )
                 )
-        return HedgePlan(tuple(orders), needs, tuple(alerts))
+        return HedgePlan(tuple(orders), needs, tuple(alerts), frozenset(resumed))
 
     # --- telemetry ---------------------------------------------------------------------------------------
     def summaries(self) -> list[tuple[str, float | None, float | None]]:

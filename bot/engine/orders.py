@@ -11,6 +11,7 @@ A fill is committed together with the hedge program's new ledger (see `bot.store
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -116,7 +117,9 @@ class OrderDesk:
                 )
             ],
         )
-        return OrderOutcome(o, status, r.filled, r.avg_price, classified=status is not OrderStatus.UNKNOWN)
+        # the venue answered with its reference: an order it acknowledged is never failed for not being found
+        seen = dataclasses.replace(o, status=status, acknowledged=True)
+        return OrderOutcome(seen, status, r.filled, r.avg_price, classified=status is not OrderStatus.UNKNOWN)
 
     def _fail(self, o: OrderView, now: float, status: OrderStatus, severity: str, why: str) -> OrderOutcome:
         self.store.order_result(
