@@ -629,12 +629,22 @@ def resolve(
         str, typer.Argument(metavar="ID", help="The intent id (the client id sent to the venue).")
     ],
     by: AsOpt,
-    outcome: Annotated[str, typer.Option("--outcome", help="confirmed or failed, as the venue shows it")],
+    outcome: Annotated[
+        str,
+        typer.Option("--outcome", help="confirmed or failed (a transfer); filled or failed (an order)"),
+    ],
     reason: Annotated[str, typer.Option("--reason", help="What you checked at the venue.")],
+    filled: Annotated[
+        str | None, typer.Option("--filled", help="An order: the quantity the venue shows as filled.")
+    ] = None,
+    price: Annotated[
+        str | None, typer.Option("--price", help="An order: its average fill price at the venue.")
+    ] = None,
     config: ConfigOpt = None,
     db: DbOpt = None,
 ) -> None:
-    """Close an open intent by hand after checking the venue (an approver, with their secret); audited."""
+    """Close an open intent or an order of unknown outcome by hand after checking the venue (an approver,
+    with their secret); audited, and the running bot reloads it."""
 
     def body() -> None:
         from bot.app import open_store
@@ -644,14 +654,19 @@ def resolve(
 
         s = _settings(config)
         name = _approver(s, by)
-        if outcome not in ("confirmed", "failed"):
-            raise BadInput(f"--outcome: expected confirmed or failed, got {outcome!r}")
         if not reason.strip():
             raise BadInput("--reason must say what was checked at the venue")
         store = open_store(s, db)
         row = store.get_intent(intent_id)
+        if row is None and store.get_order(intent_id) is not None:
+            _resolve_order(s, store, intent_id, name, outcome, reason, filled, price)
+            return
+        if outcome not in ("confirmed", "failed"):
+            raise BadInput(f"--outcome: expected confirmed or failed, got {outcome!r}")
+        if filled is not None or price is not None:
+            raise BadInput("--filled and --price are for orders; this is a transfer")
         if row is None:
-            raise BadInput(f"ID: no intent {intent_id!r}")
+            raise BadInput(f"ID: no intent or order {intent_id!r}")
         if row.status not in OPEN_STATUSES or row.status is IntentStatus.PENDING_APPROVAL:
             typer.echo(
                 f"error: intent {intent_id} is {row.status.value}: only transfers in flight or of unknown "
@@ -689,6 +704,70 @@ def resolve(
 
 
 # --- approvals -------------------------------------------------------------------------------------------
+def _resolve_order(
+    s: Settings,
+    store: Any,
+    order_id: str,
+    name: str,
+    outcome: str,
+    reason: str,
+    filled: str | None,
+    price: str | None,
+) -> None:
+    """An order of unknown outcome, closed by hand: failed (nothing traded) or filled (how much, at what)."""
+    from decimal import Decimal, InvalidOperation
+
+    from bot.core.hedge import OrderStatus
+    from bot.engine.killswitch import KillSwitch
+    from bot.notify import note
+
+    o = store.get_order(order_id)
+    if o.status is not OrderStatus.UNKNOWN:
+        typer.echo(
+            f"error: order {order_id} is {o.status.value}: only orders of unknown outcome are resolved",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if outcome == "failed":
+        if filled is not None or price is not None:
+            raise BadInput("--filled and --price go with --outcome filled")
+        status, qty, avg = OrderStatus.FAILED, None, None
+    elif outcome == "filled":
+        try:
+            qty = Decimal(filled or "")
+            avg = float(Decimal(price or ""))
+        except InvalidOperation:
+            raise BadInput("--outcome filled needs --filled QTY and --price PRICE (plain decimals)") from None
+        if not (qty.is_finite() and 0 < qty <= o.qty) or not (avg > 0 and avg < 1e12):
+            raise BadInput(f"--filled must be in (0, {o.qty}] and --price positive")
+        status = OrderStatus.FILLED if qty == o.qty else OrderStatus.PARTIALLY_FILLED
+    else:
+        raise BadInput(f"--outcome: expected filled or failed for an order, got {outcome!r}")
+    now = time.time()
+    store.order_result(
+        order_id,
+        status,
+        now,
+        venue=o.venue,
+        filled=qty,
+        avg_price=avg,
+        fee=0.0 if qty is not None else None,
+        data={"resolved_by": name, "reason": reason, "by_hand": True, "was": o.status.value},
+        notes=[
+            note(
+                "warning",
+                "resolved",
+                f"{o.venue}: order {o.side} {o.qty} {o.symbol} resolved {status.value} by {name}",
+                desk=s.bot.desk,
+                venue=o.venue,
+                detail=f"order {order_id}: {reason}",
+            )
+        ],
+    )
+    KillSwitch(store, poll_seconds=0, desk=s.bot.desk).mark_intents_changed(now, by=name, intent_id=order_id)
+    typer.echo(f"order {order_id} resolved as {status.value} (was {o.status.value})")
+
+
 @app.command()
 def approvals(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """List approval requests, pending first: the move, why, who approved, when it expires."""

@@ -296,10 +296,9 @@ class Bot:
             self._intents_mark = controls.intents_mark
             self._load_intents(now)
             still_open = {i.id for i in self._in_flight}
-            if self.hedger is not None:
-                still_open |= set(
-                    self.hedger.open
-                )  # orders are reconciled by the hedge engine, not by people
+            if self.hedger is not None:  # a person may have resolved an order of unknown outcome too
+                self.hedger.reload_open(now)
+                still_open |= set(self.hedger.open)
             self._unreconciled &= still_open
         return controls
 

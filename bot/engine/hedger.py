@@ -109,12 +109,29 @@ class Hedger:
             self.open[o.id] = o
         self.unreconciled = set(self.open)
 
-    def reload_ledgers(self) -> None:
-        """A person changed a ledger (resume-hedge): take the stored ones."""
-        stored = self.store.ledgers()
-        for n in self.specs:
-            if n in stored:
-                self.states[n] = HedgeState.from_json(stored[n])
+    def reload_open(self, now: float) -> None:
+        """A person may have resolved an order of unknown outcome: take the store's word for it, and count
+        the fill they recorded in the program's ledger (the bot owns the ledgers; the command does not)."""
+        before = self.open
+        self.open = {o.id: o for o in self.store.open_orders() if o.status is OrderStatus.UNKNOWN}
+        for oid, o in before.items():
+            if oid in self.open:
+                continue
+            self.unreconciled.discard(oid)
+            row = self.store.order_row(oid)
+            if row is None or not row["filled"]:
+                continue
+            filled = float(row["filled"])
+            signed = filled if o.side == "buy" else -filled
+            ledgers, positions = self.on_fill(
+                o, signed, float(row["avg_price"] or 0.0), float(row["fee"] or 0.0), True
+            )
+            for u in ledgers:
+                self.store.save_ledger(
+                    u, now, events=[("hedge.ledger", o.venue, {"program": u.name, "resolved_order": oid})]
+                )
+            if positions is not None:
+                self.store.save_positions(o.venue, positions, now, changed_from=None)
 
     @property
     def busy_venues(self) -> frozenset[str]:
@@ -218,13 +235,15 @@ class Hedger:
         self._save(name, now, "hedge.traded", {"trades": self.states[name].trade_count, "in_band": in_band})
 
     # --- the cycle's planning ----------------------------------------------------------------------------
-    def set_exposure(self, name: str, qty: float, now: float) -> None:
-        """An exposure change from outside (the `exposure` scenario event), from the last known price on."""
+    def set_exposure(self, name: str, qty: float, now: float, *, price: float | None = None) -> None:
+        """An exposure change from outside (the `exposure` scenario event), from the last known price on
+        (or `price`, before the bot has seen one); it replaces the config's figure for good."""
         spec = self.specs[name]
-        price = self.prices.get(spec.asset)
+        price = self.prices.get(spec.asset, price)
         if price is None:
             raise StrategyError(f"hedge {name}: no price for {spec.asset} yet; cannot take a new exposure")
-        self.states[name] = self.states[name].set_exposure(spec, qty, price)
+        st = self.states[name].set_exposure(spec, qty, price)
+        self.states[name] = dataclasses.replace(st, config_exposure=spec.exposure)
         self._save(name, now, "hedge.exposure", {"qty": qty, "price": price})
 
     def _price(self, spec: HedgeSpec, seen: Seen) -> float | None:

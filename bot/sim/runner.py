@@ -132,7 +132,8 @@ class Replay:
             exchange.set_liquidity(e.venue, e.symbol, e.depth_factor)
         elif isinstance(e, ExposureEvent):
             if bot.hedger is not None:
-                bot.hedger.set_exposure(e.hedge, e.qty, self.clock.now())
+                asset = bot.hedger.specs[e.hedge].asset
+                bot.hedger.set_exposure(e.hedge, e.qty, self.clock.now(), price=self.market.prices.get(asset))
         elif isinstance(e, Halt):
             bot.kill.halt(self.clock.now(), by=e.by, reason=e.reason)
         elif isinstance(e, Resume):

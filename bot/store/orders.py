@@ -202,6 +202,16 @@ class OrderRecords:
         with self._read() as conn:
             return [_order_view(r) for r in conn.execute(q)]
 
+    def order_row(self, order_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            r = conn.execute(select(orders).where(orders.c.id == order_id)).first()
+            return None if r is None else dict(r._mapping)
+
+    def get_order(self, order_id: str) -> OrderView | None:
+        with self._read() as conn:
+            r = conn.execute(select(orders).where(orders.c.id == order_id)).first()
+            return None if r is None else _order_view(r)
+
     def order_rows(self) -> list[dict[str, Any]]:
         with self._read() as conn:
             q = select(orders).order_by(orders.c.created_at, orders.c.id)
