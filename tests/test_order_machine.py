@@ -1,0 +1,291 @@
+"""A Hypothesis state machine over the hedge engine: prices, exposures, order faults, thin books, clock,
+crashes at the order call and after a fill commit, restarts, halts and resumes.
+
+The bot is built from config/hedging.toml over the paper exchange, whose client order ids are free again
+once an order is done (as on venues that refuse a duplicate id only among open orders): a repeat would trade
+twice. After every step: each order intent has at most one fill at the venue, and every order the venue saw
+was recorded as an intent first; while no order is of unknown outcome, the programs' ledgers add up to the
+venue's positions on their instruments; while the whole bot is halted only reduce-only orders are created;
+the audit chain verifies; and no order is left `approved` once a cycle has completed in a running process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections import Counter
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from bot.app import Wired
+from bot.engine.clock import SimClock
+from bot.settings import Settings
+from bot.store import audit as chain
+from bot.store.db import make_engine
+from bot.venues.base import OrderReceipt, OrderRequest
+from bot.venues.paper import PaperExchange, PaperOrders
+from tests.harness import START, SimulatedCrash, make_bot
+from tests.test_hedge_engine import CrashAfterFill, CrashingOrders, _step, hedging
+
+LAGS = (15.0, 60.0)
+SETTINGS: dict[float, Settings] = {lag: hedging(reconcile_lag_seconds=lag) for lag in LAGS}
+VENUES = ("okx-main", "bybit-main", "binance-pm")
+BOOKS = sorted({(i.venue, i.symbol) for h in SETTINGS[LAGS[0]].hedges for i in h.instruments})
+TRADER_LONG = "binance-pm|BTC/USDT:USDT"  # a trader's own long, no program's
+EXPOSURES = [(p, q) for p in ("btc-options",) for q in (20.0, 36.0, 40.0, 46.0, 60.0)] + [
+    ("eth-inventory", q) for q in (800.0, 1450.0, 1500.0, 2300.0)
+]
+ASSET = {"btc-options": "BTC", "eth-inventory": "ETH"}
+
+
+class LaxVenue(PaperOrders):
+    """A venue that frees a client order id once its order is done (IOC orders are done at once), so a repeat
+    of the same id trades again, and whose order history shows an order only `history_lag` seconds after it
+    was placed (its consistency lag, shorter than the bot's reconcile lag)."""
+
+    def __init__(self, x: PaperExchange, history_lag: float) -> None:
+        super().__init__(x)
+        self.x = x
+        self.history_lag = history_lag
+
+    async def place(self, req: OrderRequest) -> OrderReceipt:
+        self._m.orders.pop(req.client_id, None)
+        return await super().place(req)
+
+    async def lookup_order(self, req: OrderRequest) -> OrderReceipt | None:
+        found = await super().lookup_order(req)
+        if found is not None and self.x.now() - found.ts < self.history_lag:
+            return None
+        return found
+
+
+class ThinsUnderTheOrder:
+    """The book of the next order thins to `depth` after the planner read it, just before the order lands."""
+
+    def __init__(self, inner: Any, x: Any, depth: float) -> None:
+        self.inner = inner
+        self.x = x
+        self.depth: float | None = depth
+
+    async def order_book(self, venue: str, symbol: str) -> Any:
+        return await self.inner.order_book(venue, symbol)
+
+    async def place(self, req: OrderRequest) -> OrderReceipt:
+        if self.depth is not None:
+            self.x.set_liquidity(req.venue, req.symbol, self.depth)
+            self.depth = None
+        return await self.inner.place(req)
+
+    async def lookup_order(self, req: OrderRequest) -> OrderReceipt | None:
+        return await self.inner.lookup_order(req)
+
+
+class OrderMachine(RuleBasedStateMachine):
+    @initialize(lag=st.sampled_from(LAGS), history_lag=st.sampled_from([0.0, 10.0]))
+    def setup(self, lag: float, history_lag: float) -> None:
+        """A started bot over a fresh SQLite store, before its first cycle (nothing hedged yet)."""
+        self.tmp = tempfile.TemporaryDirectory(prefix="marginbot-om-")
+        self.url = f"sqlite:///{Path(self.tmp.name) / 'om.db'}"
+        self.loop = asyncio.new_event_loop()
+        self.clock = SimClock(START)
+        self.s = SETTINGS[lag]
+        self.history_lag = history_lag
+        self.halted_orders: list[str] = []  # orders created while the whole bot was halted, not reduce-only
+        self.orders_over_unknown: list[str] = []  # orders created next to an older one of unknown outcome
+        self.cycled = False  # the last thing that happened was a cycle that completed in a running process
+        self.w = self._start(exchange=None)
+        self.x = self.w.exchange
+
+    def teardown(self) -> None:
+        if hasattr(self, "loop"):
+            self.loop.close()
+            self.w.store.engine.dispose()
+            self.tmp.cleanup()
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def _start(self, exchange: Any) -> Wired:
+        store = CrashAfterFill(make_engine(self.url), config_hash=self.s.config_hash)
+        w: Wired = self._run(make_bot(self.s, self.url, self.clock, exchange=exchange, store=store))
+        w.bot.hedger.port = w.bot.hedger.desk_orders.port = LaxVenue(w.exchange, self.history_lag)
+        return w
+
+    def _restart(self) -> None:
+        """A new process: a new store over the same database, a new bot over the same exchange."""
+        self.w.store.engine.dispose()
+        self.w = self._start(exchange=self.x)
+        self.cycled = False
+
+    def _one_cycle(self, seconds: float) -> bool:
+        """One cycle; False when the process died in it. Records orders created while the bot was halted, and
+        orders created for a program (or, de-risking, on a venue) whose earlier order was of unknown outcome."""
+        store = self.w.store
+        halted = store.get_flag("ctl:halt") is not None
+        known = {r["id"] for r in store.order_rows()}
+        try:
+            self._run(_step(self.w, self.clock, seconds))
+            ok = True
+        except SimulatedCrash:
+            ok = False
+        rows = store.order_rows()
+        new = [r for r in rows if r["id"] not in known]
+        # still unknown after the cycle: it was unknown when the cycle planned (reconciliation runs first)
+        unknown = [r for r in rows if r["status"] == "unknown"]
+        for n in new:
+            if halted and not n["reduce_only"]:
+                self.halted_orders.append(f"order {n['id']} ({n['reason']}) created while halted")
+            for u in unknown:
+                same = n["program"] == u["program"] if n["program"] else n["venue"] == u["venue"]
+                if same and u["created_at"] < n["created_at"]:
+                    self.orders_over_unknown.append(f"order {n['id']} created while {u['id']} was unknown")
+        self.cycled = ok
+        return ok
+
+    def _cycle(self, seconds: float = 5.0) -> None:
+        if not self._one_cycle(seconds):
+            self._restart()
+            assert self._one_cycle(5.0), "the restarted process died in its first cycle"
+
+    # --- what the world does (then the bot runs a cycle) ------------------------------------------------
+    @rule(
+        asset=st.sampled_from(["BTC", "ETH"]),
+        pct=st.sampled_from([-0.03, -0.012, -0.004, 0.004, 0.012, 0.03]),
+    )
+    def price_moves(self, asset: str, pct: float) -> None:
+        """BTC or ETH moves a little; btc-options' delta moves with it (gamma)."""
+        self.x.market.shock(asset, pct)
+        self._cycle()
+
+    @rule(change=st.sampled_from(EXPOSURES))
+    def exposure_changes(self, change: tuple[str, float]) -> None:
+        """A program's exposure is set from outside (the `exposure` event)."""
+        name, qty = change
+        price = self.x.market.prices[ASSET[name]]
+        self.w.bot.hedger.set_exposure(name, qty, self.clock.now(), price=price)
+        self._cycle()
+
+    @rule(venue=st.sampled_from(VENUES), fault=st.sampled_from(["timeout", "5xx"]))
+    def arm_fault(self, venue: str, fault: str) -> None:
+        """The venue's next order loses its answer after the fill (timeout) or gets a 502 before the book."""
+        m = self.x.matching
+        knob = m.timeouts_after_fill if fault == "timeout" else m.server_errors
+        knob[venue] = knob.get(venue, 0) + 1
+        self._cycle()
+
+    @rule(book=st.sampled_from(BOOKS), depth=st.sampled_from([0.005, 0.05, 1.0]))
+    def book_depth_changes(self, book: tuple[str, str], depth: float) -> None:
+        """A book thins (orders fill partially) or recovers its depth."""
+        self.x.set_liquidity(*book, depth)
+        self._cycle()
+
+    @rule(depth=st.sampled_from([0.002, 0.01]))
+    def book_thins_under_the_next_order(self, depth: float) -> None:
+        """The next order finds its book thinner than planned and fills partially."""
+        desk = self.w.bot.hedger.desk_orders
+        desk.port = ThinsUnderTheOrder(desk.port, self.x, depth)  # type: ignore[assignment]
+        self._cycle()
+
+    @rule(seconds=st.sampled_from([5.0, 20.0, 65.0, 700.0]))
+    def time_passes(self, seconds: float) -> None:
+        """The clock moves on (past a reconciliation lag, or not) and the bot runs a cycle."""
+        self._cycle(seconds)
+
+    # --- crashes, restarts and the kill switch ------------------------------------------------------------
+    @rule(after=st.booleans())
+    def crash_at_the_order_call(self, after: bool) -> None:
+        """The next order call kills the process, before the order left or after it filled unheard."""
+        desk = self.w.bot.hedger.desk_orders
+        desk.port = CrashingOrders(desk.port, after=after)  # type: ignore[arg-type]
+        self._cycle()
+
+    @rule()
+    def crash_after_a_fill_commit(self) -> None:
+        """The process dies right after the next fill and its ledger are committed."""
+        self.w.store.armed = True  # type: ignore[attr-defined]
+        self._cycle()
+
+    @rule()
+    def restart(self) -> None:
+        """The process stops between cycles and is rebuilt from the database; the exchange carries on."""
+        self._restart()
+
+    @rule()
+    def halt(self) -> None:
+        """A person halts the whole bot."""
+        self.w.bot.kill.halt(self.clock.now(), by="dana", reason="order machine")
+
+    @rule()
+    def resume(self) -> None:
+        """A person resumes the whole bot and every venue the bot halted by itself."""
+        kill = self.w.bot.kill
+        for key in self.w.store.flags_with_prefix("ctl:halt"):
+            venue = key[len("ctl:halt:") :] if key.startswith("ctl:halt:") else None
+            kill.resume(self.clock.now(), by="alice", venue=venue)
+
+    # --- invariants -----------------------------------------------------------------------------------------
+    @invariant()
+    def one_effect_per_order_intent(self) -> None:
+        """No client order id traded twice, and each one that traded is a recorded order intent."""
+        fills = Counter(self.x.matching.fills)
+        assert all(n == 1 for n in fills.values()), fills
+        ids = {r["id"] for r in self.w.store.order_rows()}
+        assert set(fills) <= ids, set(fills) - ids
+
+    @invariant()
+    def intent_before_effect(self) -> None:
+        """Every order the venue has seen has an order row."""
+        ids = {r["id"] for r in self.w.store.order_rows()}
+        seen = set(self.x.matching.orders)
+        assert seen <= ids, seen - ids
+
+    @invariant()
+    def ledgers_match_venues_when_nothing_is_unknown(self) -> None:
+        """With no order of unknown outcome, each instrument's holdings across programs equal the venue's."""
+        hedger = self.w.bot.hedger
+        if hedger.open:
+            return
+        for spec in hedger.specs.values():
+            for inst in spec.instruments:
+                if inst.key == TRADER_LONG:
+                    continue
+                owned = sum(s.holdings.get(inst.key, 0.0) for s in hedger.states.values())
+                book = self.x.books[inst.venue]
+                held = sum(p.qty for p in book.positions if p.symbol == inst.symbol)
+                assert abs(owned - held) <= 1e-9, (inst.key, owned, held)
+
+    @invariant()
+    def only_reduce_only_while_halted(self) -> None:
+        """No order that is not reduce-only was created while the whole bot was halted."""
+        assert not self.halted_orders, self.halted_orders
+
+    @invariant()
+    def no_order_over_an_unknown_one(self) -> None:
+        """No order was created for a program (or, de-risking, on a venue) with an older unknown order."""
+        assert not self.orders_over_unknown, self.orders_over_unknown
+
+    @invariant()
+    def audit_chain_verifies(self) -> None:
+        """The hash chain of the audit trail is intact."""
+        assert chain.verify(self.w.store.engine).ok
+
+    @invariant()
+    def nothing_left_approved_after_a_cycle(self) -> None:
+        """Once a cycle has completed in a running process no order row is still `approved`."""
+        if self.cycled:
+            left = [r["id"] for r in self.w.store.order_rows() if r["status"] == "approved"]
+            assert not left, left
+
+
+OrderMachine.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_order_machine = OrderMachine.TestCase
