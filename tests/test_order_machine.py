@@ -20,7 +20,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from bot.app import Wired
 from bot.engine.clock import SimClock
@@ -98,6 +98,8 @@ class OrderMachine(RuleBasedStateMachine):
         self.halted_orders: list[str] = []  # orders created while the whole bot was halted, not reduce-only
         self.orders_over_unknown: list[str] = []  # orders created next to an older one of unknown outcome
         self.cycled = False  # the last thing that happened was a cycle that completed in a running process
+        self.crash_armed = False  # the next order call kills the process
+        self.thinning: ThinsUnderTheOrder | None = None
         self.w = self._start(exchange=None)
         self.x = self.w.exchange
 
@@ -121,6 +123,8 @@ class OrderMachine(RuleBasedStateMachine):
         self.w.store.engine.dispose()
         self.w = self._start(exchange=self.x)
         self.cycled = False
+        self.crash_armed = False
+        self.thinning = None
 
     def _one_cycle(self, seconds: float) -> bool:
         """One cycle; False when the process died in it. Records orders created while the bot was halted, and
@@ -184,11 +188,13 @@ class OrderMachine(RuleBasedStateMachine):
         self.x.set_liquidity(*book, depth)
         self._cycle()
 
+    @precondition(lambda self: self.thinning is None or self.thinning.depth is None)
     @rule(depth=st.sampled_from([0.002, 0.01]))
     def book_thins_under_the_next_order(self, depth: float) -> None:
         """The next order finds its book thinner than planned and fills partially."""
         desk = self.w.bot.hedger.desk_orders
-        desk.port = ThinsUnderTheOrder(desk.port, self.x, depth)  # type: ignore[assignment]
+        self.thinning = ThinsUnderTheOrder(desk.port, self.x, depth)
+        desk.port = self.thinning  # type: ignore[assignment]
         self._cycle()
 
     @rule(seconds=st.sampled_from([5.0, 20.0, 65.0, 700.0]))
@@ -197,13 +203,16 @@ class OrderMachine(RuleBasedStateMachine):
         self._cycle(seconds)
 
     # --- crashes, restarts and the kill switch ------------------------------------------------------------
+    @precondition(lambda self: not self.crash_armed)
     @rule(after=st.booleans())
     def crash_at_the_order_call(self, after: bool) -> None:
         """The next order call kills the process, before the order left or after it filled unheard."""
         desk = self.w.bot.hedger.desk_orders
         desk.port = CrashingOrders(desk.port, after=after)  # type: ignore[arg-type]
+        self.crash_armed = True
         self._cycle()
 
+    @precondition(lambda self: not self.w.store.armed)
     @rule()
     def crash_after_a_fill_commit(self) -> None:
         """The process dies right after the next fill and its ledger are committed."""
@@ -215,11 +224,13 @@ class OrderMachine(RuleBasedStateMachine):
         """The process stops between cycles and is rebuilt from the database; the exchange carries on."""
         self._restart()
 
+    @precondition(lambda self: self.w.store.get_flag("ctl:halt") is None)
     @rule()
     def halt(self) -> None:
         """A person halts the whole bot."""
         self.w.bot.kill.halt(self.clock.now(), by="dana", reason="order machine")
 
+    @precondition(lambda self: bool(self.w.store.flags_with_prefix("ctl:halt")))
     @rule()
     def resume(self) -> None:
         """A person resumes the whole bot and every venue the bot halted by itself."""
