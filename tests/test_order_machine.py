@@ -6,7 +6,12 @@ once an order is done (as on venues that refuse a duplicate id only among open o
 twice. After every step: each order intent has at most one fill at the venue, and every order the venue saw
 was recorded as an intent first; while no order is of unknown outcome, the programs' ledgers add up to the
 venue's positions on their instruments; while the whole bot is halted only reduce-only orders are created;
-the audit chain verifies; and no order is left `approved` once a cycle has completed in a running process.
+no order is created for a program (or, de-risking, on a venue) with an older order of unknown outcome; the
+audit chain verifies; and no order is left `approved` once a cycle has completed in a running process.
+
+Three paths it found broken are replayed step by step at the end (a restart while an unknown order's fill is
+already visible at the venue, a liquidation next to an unknown order, a crash at the order call on a venue
+whose history lags); the machine no longer steers around them.
 """
 
 from __future__ import annotations
@@ -18,18 +23,18 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, assume, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from bot.app import Wired
+from bot.app import Wired, build
 from bot.engine.clock import SimClock
 from bot.settings import Settings
 from bot.store import audit as chain
 from bot.store.db import make_engine
 from bot.venues.base import OrderReceipt, OrderRequest
 from bot.venues.paper import PaperExchange, PaperOrders
-from tests.harness import START, SimulatedCrash, make_bot
+from tests.harness import START, SimulatedCrash
 from tests.test_hedge_engine import CrashAfterFill, CrashingOrders, _step, hedging
 
 LAGS = (15.0, 60.0)
@@ -100,27 +105,34 @@ class OrderMachine(RuleBasedStateMachine):
         self.cycled = False  # the last thing that happened was a cycle that completed in a running process
         self.crash_armed = False  # the next order call kills the process
         self.thinning: ThinsUnderTheOrder | None = None
+        self.steer_around_known_bugs = False  # the three paths once steered around are fixed (tests below)
         self.w = self._start(exchange=None)
         self.x = self.w.exchange
 
     def teardown(self) -> None:
         if hasattr(self, "loop"):
             self.loop.close()
-            self.w.store.engine.dispose()
+            self.store.engine.dispose()
             self.tmp.cleanup()
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
-    def _start(self, exchange: Any) -> Wired:
+    def _start(self, exchange: PaperExchange | None) -> Wired:
+        """A process: its store over the database, a bot over the exchange, started (startup reconciliation)."""
         store = CrashAfterFill(make_engine(self.url), config_hash=self.s.config_hash)
-        w: Wired = self._run(make_bot(self.s, self.url, self.clock, exchange=exchange, store=store))
+        w = build(
+            self.s, store, self.clock, exchange=exchange, send_notifications=False, figures_every_seconds=None
+        )
+        assert w.bot.hedger is not None
         w.bot.hedger.port = w.bot.hedger.desk_orders.port = LaxVenue(w.exchange, self.history_lag)
+        self.store = store
+        self._run(w.bot.start())
         return w
 
     def _restart(self) -> None:
         """A new process: a new store over the same database, a new bot over the same exchange."""
-        self.w.store.engine.dispose()
+        self.store.engine.dispose()
         self.w = self._start(exchange=self.x)
         self.cycled = False
         self.crash_armed = False
@@ -129,7 +141,7 @@ class OrderMachine(RuleBasedStateMachine):
     def _one_cycle(self, seconds: float) -> bool:
         """One cycle; False when the process died in it. Records orders created while the bot was halted, and
         orders created for a program (or, de-risking, on a venue) whose earlier order was of unknown outcome."""
-        store = self.w.store
+        store = self.store
         halted = store.get_flag("ctl:halt") is not None
         known = {r["id"] for r in store.order_rows()}
         try:
@@ -152,9 +164,23 @@ class OrderMachine(RuleBasedStateMachine):
         return ok
 
     def _cycle(self, seconds: float = 5.0) -> None:
+        """A cycle; when the process dies in it, a new one is started and runs its first cycle."""
         if not self._one_cycle(seconds):
+            self._not_a_known_bug(self._restart_counts_a_fill_twice())
             self._restart()
             assert self._one_cycle(5.0), "the restarted process died in its first cycle"
+
+    def _not_a_known_bug(self, known_bug: bool) -> None:
+        """Drop the example at a path that runs into a known bug (each one pinned by an xfail test below)."""
+        if self.steer_around_known_bugs:
+            assume(not known_bug)
+
+    def _restart_counts_a_fill_twice(self) -> bool:
+        """Once a bug, now fixed (test_a_fill_the_venue_showed_before_a_restart_is_counted_once): an unknown order
+        whose venue was observed since it was placed; a restart now would count its fill twice."""
+        bot = self.w.bot
+        assert bot.hedger is not None
+        return any(bot.watch.seen_since(o.venue, o.created_at) for o in bot.hedger.open.values())
 
     # --- what the world does (then the bot runs a cycle) ------------------------------------------------
     @rule(
@@ -197,6 +223,15 @@ class OrderMachine(RuleBasedStateMachine):
         desk.port = self.thinning  # type: ignore[assignment]
         self._cycle()
 
+    @rule(venue=st.sampled_from(VENUES))
+    def venue_liquidates(self, venue: str) -> None:
+        """The venue closes every position of the account at mark, by itself (a liquidation)."""
+        # once a bug, now fixed (test_a_liquidation_next_to_an_unknown_order_leaves_the_ledgers)
+        self._not_a_known_bug(any(o.venue == venue for o in self.w.bot.hedger.open.values()))
+        book = self.x.books[venue]
+        self.x._liquidate(book, self.clock.now(), self.x.figures(book).equity)
+        self._cycle()
+
     @rule(seconds=st.sampled_from([5.0, 20.0, 65.0, 700.0]))
     def time_passes(self, seconds: float) -> None:
         """The clock moves on (past a reconciliation lag, or not) and the bot runs a cycle."""
@@ -212,30 +247,31 @@ class OrderMachine(RuleBasedStateMachine):
         self.crash_armed = True
         self._cycle()
 
-    @precondition(lambda self: not self.w.store.armed)
+    @precondition(lambda self: not self.store.armed)
     @rule()
     def crash_after_a_fill_commit(self) -> None:
         """The process dies right after the next fill and its ledger are committed."""
-        self.w.store.armed = True  # type: ignore[attr-defined]
+        self.store.armed = True
         self._cycle()
 
+    @precondition(lambda self: not (self.steer_around_known_bugs and self._restart_counts_a_fill_twice()))
     @rule()
     def restart(self) -> None:
         """The process stops between cycles and is rebuilt from the database; the exchange carries on."""
         self._restart()
 
-    @precondition(lambda self: self.w.store.get_flag("ctl:halt") is None)
+    @precondition(lambda self: self.store.get_flag("ctl:halt") is None)
     @rule()
     def halt(self) -> None:
         """A person halts the whole bot."""
         self.w.bot.kill.halt(self.clock.now(), by="dana", reason="order machine")
 
-    @precondition(lambda self: bool(self.w.store.flags_with_prefix("ctl:halt")))
+    @precondition(lambda self: bool(self.store.flags_with_prefix("ctl:halt")))
     @rule()
     def resume(self) -> None:
         """A person resumes the whole bot and every venue the bot halted by itself."""
         kill = self.w.bot.kill
-        for key in self.w.store.flags_with_prefix("ctl:halt"):
+        for key in self.store.flags_with_prefix("ctl:halt"):
             venue = key[len("ctl:halt:") :] if key.startswith("ctl:halt:") else None
             kill.resume(self.clock.now(), by="alice", venue=venue)
 
@@ -245,13 +281,13 @@ class OrderMachine(RuleBasedStateMachine):
         """No client order id traded twice, and each one that traded is a recorded order intent."""
         fills = Counter(self.x.matching.fills)
         assert all(n == 1 for n in fills.values()), fills
-        ids = {r["id"] for r in self.w.store.order_rows()}
+        ids = {r["id"] for r in self.store.order_rows()}
         assert set(fills) <= ids, set(fills) - ids
 
     @invariant()
     def intent_before_effect(self) -> None:
         """Every order the venue has seen has an order row."""
-        ids = {r["id"] for r in self.w.store.order_rows()}
+        ids = {r["id"] for r in self.store.order_rows()}
         seen = set(self.x.matching.orders)
         assert seen <= ids, seen - ids
 
@@ -283,13 +319,13 @@ class OrderMachine(RuleBasedStateMachine):
     @invariant()
     def audit_chain_verifies(self) -> None:
         """The hash chain of the audit trail is intact."""
-        assert chain.verify(self.w.store.engine).ok
+        assert chain.verify(self.store.engine).ok
 
     @invariant()
     def nothing_left_approved_after_a_cycle(self) -> None:
         """Once a cycle has completed in a running process no order row is still `approved`."""
         if self.cycled:
-            left = [r["id"] for r in self.w.store.order_rows() if r["status"] == "approved"]
+            left = [r["id"] for r in self.store.order_rows() if r["status"] == "approved"]
             assert not left, left
 
 
@@ -300,3 +336,56 @@ OrderMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_order_machine = OrderMachine.TestCase
+
+
+# --- paths the machine found broken, now fixed: the shrunk examples, replayed step by step ---------------
+
+
+def _machine(lag: float, history_lag: float) -> OrderMachine:
+    m = OrderMachine()
+    m.setup(lag=lag, history_lag=history_lag)
+    m.steer_around_known_bugs = False
+    return m
+
+
+def test_a_fill_the_venue_showed_before_a_restart_is_counted_once() -> None:
+    """okx-main shows btc-options' -40 BTC before its history shows the order; after a restart it is adopted."""
+    m = _machine(lag=15.0, history_lag=10.0)
+    try:
+        m.arm_fault(venue="okx-main", fault="timeout")  # btc-options sells 40 BTC; the answer is lost
+        m.time_passes(seconds=5.0)  # the venue shows -40 BTC, its order history not yet: still unknown
+        m.restart()
+        m.time_passes(seconds=5.0)  # the lookup finds the fill and adopts it
+        assert not m.w.bot.hedger.open
+        m.ledgers_match_venues_when_nothing_is_unknown()  # btc-options holds -20 on okx-main, the venue -40
+    finally:
+        m.teardown()
+
+
+def test_a_liquidation_next_to_an_unknown_order_leaves_the_ledgers() -> None:
+    """okx-main is liquidated while btc-options' first order there is unknown (a 502); eth-inventory's hedge
+    there is gone, but its ledger keeps it after the unknown order fails."""
+    m = _machine(lag=60.0, history_lag=0.0)
+    try:
+        m.arm_fault(venue="okx-main", fault="5xx")  # btc-options' sell is unknown, eth-inventory's fills
+        m.venue_liquidates(venue="okx-main")
+        m.time_passes(seconds=65.0)  # the 502'd order is failed at the lag; nothing is unknown any more
+        assert not m.w.bot.hedger.open
+        m.ledgers_match_venues_when_nothing_is_unknown()
+    finally:
+        m.teardown()
+
+
+def test_a_crash_at_the_order_call_does_not_halt_the_venue_when_its_history_lags() -> None:
+    """The rebalance that filled before the crash is the only change on okx-main: no venue halt."""
+    m = _machine(lag=60.0, history_lag=10.0)
+    try:
+        m.time_passes(seconds=5.0)  # hedged
+        m.crash_at_the_order_call(after=True)
+        m.price_moves(asset="BTC", pct=0.03)  # btc-options rebalances on okx-main; the process dies there
+        m.time_passes(seconds=5.0)  # the fill is adopted
+        assert [r["status"] for r in m.store.order_rows()].count("unknown") == 0
+        m.ledgers_match_venues_when_nothing_is_unknown()
+        assert not m.store.flags_with_prefix("ctl:halt")
+    finally:
+        m.teardown()

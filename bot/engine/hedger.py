@@ -133,6 +133,10 @@ class Hedger:
             if positions is not None:
                 self.store.save_positions(o.venue, positions, now, changed_from=None)
 
+    def busy_symbols(self, venue: str) -> frozenset[str]:
+        """Symbols with an order of unknown outcome on `venue`: only they may be explained by one."""
+        return frozenset(o.symbol for o in self.open.values() if o.venue == venue)
+
     @property
     def busy_venues(self) -> frozenset[str]:
         """Venues with an order of unknown outcome: what they hold is not known."""
@@ -169,7 +173,9 @@ class Hedger:
         before = w.held(o.venue, o.symbol) if w is not None else 0.0
         if w is None:
             positions = None
-        elif reconciled and w.seen_since(o.venue, o.created_at):
+        elif reconciled and (w.seen_since(o.venue, o.created_at) or not w.observed(o.venue)):
+            # observed after the order was sent, or not yet by this process (the positions stored before a
+            # restart may already hold the fill): take the venue's observation, never add the fill on top
             positions = w.resync(o.venue)
             before -= signed  # the observation already held it
         else:
@@ -299,12 +305,12 @@ class Hedger:
     def _external(self, seen: Seen) -> list[Alert]:
         """A position the venue reduced by itself (a liquidation, a manual close) leaves the ledgers pro rata."""
         alerts: list[Alert] = []
-        busy = self.busy_venues
         for venue, (before_json, after_json) in seen.changes.items():
-            if venue in busy:  # an order of unknown outcome may explain it: reconciliation will tell
-                continue
+            busy = self.busy_symbols(venue)
             before, after = parse(before_json), parse(after_json)
             for symbol in set(before) | set(after):
+                if symbol in busy:  # an order of unknown outcome may explain it: reconciliation will tell
+                    continue
                 key = f"{venue}|{symbol}"
                 owners = [n for n, st in self.states.items() if abs(st.holdings.get(key, 0.0)) > EPS]
                 if not owners:

@@ -42,6 +42,10 @@ class PositionWatch:
         self._last: dict[str, tuple[Position, ...]] = {}
         self._checked_at: dict[str, float] = {}  # when each venue was last compared
 
+    def observed(self, venue: str) -> bool:
+        """Whether this process has observed the venue at all (since its start)."""
+        return venue in self._checked_at
+
     def seen_since(self, venue: str, ts: float) -> bool:
         """Whether the venue was observed after `ts` (its positions then may already include a fill)."""
         return self._checked_at.get(venue, float("-inf")) > ts
