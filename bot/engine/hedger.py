@@ -83,7 +83,6 @@ class Hedger:
         self.unreconciled: set[str] = set()
         self.prices: dict[str, float] = {}  # last mark per asset, for events between cycles
         self.marks: dict[str, float] = {}  # last mark per instrument key
-        self.max_abs_deviation: dict[str, float] = dict.fromkeys(self.specs, 0.0)
         self.watch: PositionWatch | None = None  # the bot's, so that our own fills are expected
         self._planned: dict[str, float] = {}  # program -> exposure it traded against this cycle
 
@@ -458,7 +457,6 @@ class Hedger:
                 if reduce_only:
                     trades = tuple(t for t in trades if t.reduce_only)
                 dev = abs(inputs.deviation)
-                self.max_abs_deviation[name] = max(self.max_abs_deviation.get(name, 0.0), dev)
                 if dev > spec.band and not trades and inputs.at_trade_cap:
                     alerts.append(
                         Alert(

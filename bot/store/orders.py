@@ -96,14 +96,15 @@ class OrderRecords:
     engine: Engine
     config_hash: str | None
 
-    def _read(self) -> Connection:
-        raise NotImplementedError  # provided by Store
+    if TYPE_CHECKING:  # provided by Store, which mixes these writes in
 
-    def _audit(self, conn: Connection, ts: float, kind: str, data: dict[str, Any], venue: str | None) -> None:
-        raise NotImplementedError  # provided by Store
+        def _read(self) -> Connection: ...
 
-    def _notes(self, conn: Connection, ts: float, notes: Iterable[Note]) -> None:
-        raise NotImplementedError  # provided by Store
+        def _audit(
+            self, conn: Connection, ts: float, kind: str, data: dict[str, Any], venue: str | None
+        ) -> None: ...
+
+        def _notes(self, conn: Connection, ts: float, notes: Iterable[Note]) -> None: ...
 
     def create_order(self, action: OrderAction, ts: float, notes: Iterable[Note] = ()) -> bool:
         """Commit the order intent with its audit record; False when the same intent already exists."""
