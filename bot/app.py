@@ -21,6 +21,7 @@ from bot.settings import BandModel, Settings
 from bot.sim.market import AssetProcess, Market
 from bot.store.db import make_engine
 from bot.store.repo import Store
+from bot.venues.live.ports import LiveAccount, LiveOrders, LiveTransfers, LiveVenue, LiveWorld
 from bot.venues.paper import PaperAccount, PaperExchange, PaperOrders, PaperTransfers, PaperVenue
 
 log = structlog.get_logger("marginbot.app")
@@ -41,6 +42,7 @@ def compile_policy(s: Settings) -> Policy:
             normal=_band(v.normal or d.normal),
             high_vol=_band(v.high_vol or d.high_vol),
             min_equity_usd=float(v.min_equity_usd),
+            crosscheck_tolerance=v.live_keys.crosscheck_tolerance,
         )
         for v in s.venues
     }
@@ -67,6 +69,7 @@ def compile_policy(s: Settings) -> Policy:
                 fee=r.fee,
                 step=r.step,
                 settle_seconds=r.settle_seconds,
+                tag=r.tag,
             )
         )
     a = s.approvals
@@ -131,13 +134,17 @@ def market_from_settings(s: Settings) -> Market:
     return m
 
 
-def require_paper(s: Settings) -> None:
+def require_paper(s: Settings, what: str = "simulate") -> None:
     live = [v.name for v in s.venues if v.kind != "paper"] + [a.name for a in s.accounts if a.kind != "paper"]
     if live:
         raise NotBuilt(
-            f"ccxt venues and accounts are not available in this release yet ({', '.join(live)}): "
-            'use kind = "paper"'
+            f"{what} runs paper venues only ({', '.join(live)} are ccxt): "
+            'use a config with kind = "paper", or rehearse live venues with `marginbot fake-exchange`'
         )
+
+
+def is_live(s: Settings) -> bool:
+    return any(v.kind == "ccxt" for v in s.venues) or any(a.kind == "ccxt" for a in s.accounts)
 
 
 @dataclass
@@ -146,6 +153,7 @@ class Wired:
     exchange: PaperExchange
     market: Market
     store: Store
+    live: LiveWorld | None = None
 
 
 def build(
@@ -159,11 +167,18 @@ def build(
     figures_every_seconds: float | None = 0.0,
     before_cycle: Callable[[float], None] | None = None,
     kill_switch_poll_seconds: float = 0.0,
+    live: LiveWorld | None = None,
 ) -> Wired:
-    """Wire a bot over paper venues. Pass `exchange` to rebuild a bot over an existing world (after a crash)."""
-    require_paper(s)
+    """Wire a bot over paper venues, live (ccxt) venues, or both.
+
+    Pass `exchange` to rebuild a bot over an existing paper world (after a crash), and `live` to reuse
+    exchange clients (tests point them at fake servers); otherwise they are made from the config, with
+    keys read from the environment or the secrets directory.
+    """
     market = market or (exchange.market if exchange else market_from_settings(s))
     exchange = exchange or PaperExchange(s, market, clock.now)
+    if live is None and is_live(s):
+        live = LiveWorld(s, clock=clock.now)
     outbox = None
     if send_notifications and s.notify.urls:
         try:
@@ -172,9 +187,17 @@ def build(
             raise ConfigError(str(e)) from None
     bot = Bot(
         policy=compile_policy(s),
-        venues=[PaperVenue(exchange, v.name) for v in s.venues],
-        accounts=[PaperAccount(exchange, a.name) for a in s.accounts],
-        transfers=PaperTransfers(exchange),
+        venues=[
+            LiveVenue(live, v.name) if live is not None and v.name in live else PaperVenue(exchange, v.name)
+            for v in s.venues
+        ],
+        accounts=[
+            LiveAccount(live, a.name, a.bucket)
+            if live is not None and a.name in live
+            else PaperAccount(exchange, a.name)
+            for a in s.accounts
+        ],
+        transfers=PaperTransfers(exchange) if live is None else LiveTransfers(live, PaperTransfers(exchange)),
         store=store,
         clock=clock,
         regime=Regime(s.bot.regime),
@@ -189,9 +212,9 @@ def build(
         hedger=Hedger(
             compile_hedges(s),
             store,
-            PaperOrders(exchange),
+            PaperOrders(exchange) if live is None else LiveOrders(live, PaperOrders(exchange)),
             desk=s.bot.desk,
             lag_seconds=s.bot.reconcile_lag_seconds,
         ),
     )
-    return Wired(bot, exchange, market, store)
+    return Wired(bot, exchange, market, store, live)

@@ -9,6 +9,8 @@ MarginbotError
 │   └── RateLimited          back off (carries retry_after seconds)
 ├── UnknownOutcome           money-moving call may or may not have happened: reconcile, never re-send
 ├── PermanentError           stop and page a human
+│   ├── VenueBanned          the venue banned our IP (HTTP 418): that venue is halted until a person resumes it
+│   ├── KeyRejected          an API key is missing a permission or is unsafe (withdrawals without an IP whitelist)
 │   ├── TransferRefused      the venue refused the transfer (frozen, insufficient funds, not whitelisted)
 │   ├── OrderRefused         the venue refused the order (reduce-only would grow, margin, unknown symbol)
 │   └── IntegrityError       the store or the audit chain is inconsistent
@@ -65,6 +67,18 @@ class UnknownOutcome(MarginbotError):
 
 class PermanentError(MarginbotError):
     """A failure that will not go away by retrying: a human must look."""
+
+
+class VenueBanned(PermanentError):
+    """The venue banned our address (HTTP 418 after ignored 429s): halt that venue and page."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class KeyRejected(PermanentError):
+    """An API key lacks a permission the config needs, or holds one it must not hold unguarded."""
 
 
 class TransferRefused(PermanentError):

@@ -19,8 +19,21 @@ _QUERY_SECRET = re.compile(
 _URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s\"'<>]+", re.IGNORECASE)
 
 
+_KNOWN: set[str] = set()  # secret values loaded at start (API keys, secrets, passphrases)
+_MIN_SECRET_LEN = 6  # shorter values would mask ordinary words; real keys are far longer
+
+
+def register_secret(value: str) -> None:
+    """Remember a secret value so that it is masked wherever it appears, even outside a URL or key=value."""
+    if len(value) >= _MIN_SECRET_LEN:
+        _KNOWN.add(value)
+
+
 def redact_text(text: str) -> str:
-    """Strip query-string secrets and reduce every URL to its scheme (`tgram://***`)."""
+    """Strip query-string secrets, known secret values, and reduce every URL to its scheme (`tgram://***`)."""
+    for secret in _KNOWN:
+        if secret in text:
+            text = text.replace(secret, "***")
     return _URL.sub(lambda m: m.group(1) + "***", _QUERY_SECRET.sub(lambda m: m.group(1) + "***", text))
 
 

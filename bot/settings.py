@@ -151,24 +151,18 @@ class PositionModel(Model):
         return m.group(3)
 
 
-class PaperVenueModel(Model):
-    collateral: dict[Asset, Amount] = Field(default_factory=dict)
+class MarginModelKeys(Model):
+    """The margin model: how a paper venue margins, and how the bot projects a live venue's margin."""
+
     haircuts: dict[Asset, Ratio] = Field(default_factory=dict)
     mm_tiers: list[TierModel] = Field(default_factory=lambda: [TierModel(rate=0.005)], min_length=1)
     im_rate: PositiveRatio = 0.10
     im_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 1.3
     pm_min_rate: Ratio = 0.01
     pm_shocks: list[PositiveRatio] = Field(default_factory=lambda: [0.05, 0.10, 0.15], min_length=1)
-    positions: list[PositionModel] = Field(default_factory=list)
-    funding_rate_8h: Annotated[float, Field(ge=-0.05, le=0.05)] = 0.0001
-    taker_fee_bps: Annotated[float, Field(ge=0, le=100)] = 5.0
-    spread_bps: Annotated[float, Field(ge=0, le=1000)] = 1.0
-    book_levels: Annotated[int, Field(ge=1, le=1000)] = 20
-    book_step_bps: Annotated[float, Field(gt=0, le=1000)] = 2.0
-    book_level_usd: PositiveAmount = Decimal(200_000)
 
     @model_validator(mode="after")
-    def _tiers(self) -> PaperVenueModel:
+    def _tiers(self) -> MarginModelKeys:
         bounds = [t.up_to for t in self.mm_tiers]
         if any(b is None for b in bounds[:-1]):
             raise ValueError("mm_tiers: only the last tier may omit up_to")
@@ -179,6 +173,42 @@ class PaperVenueModel(Model):
         if rates != sorted(rates):
             raise ValueError("mm_tiers: rates must not decrease from tier to tier")
         return self
+
+
+LIVE_EXCHANGES = ("binance", "okx", "bybit", "deribit")
+
+
+class LiveVenueModel(MarginModelKeys):
+    """`[venues.live]`: how a ccxt venue is reached, and the model the bot cross-checks its figures with."""
+
+    credentials: Name | None = (
+        None  # the key set's name (env MARGINBOT_KEY_<NAME>_API_KEY …); default: the venue
+    )
+    wallet: Annotated[str, Field(min_length=1, max_length=32)] | None = (
+        None  # ccxt account type for transfers
+    )
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    crosscheck_tolerance: PositiveRatio = 0.05  # |venue's figure − ours| beyond this (utilization, m) alerts
+    symbols: list[Annotated[str, Field(pattern=SYMBOL_RE.pattern)]] = Field(default_factory=list)
+
+
+class LiveAccountModel(Model):
+    """`[accounts.live]`: how a ccxt treasury account is reached."""
+
+    credentials: Name | None = None
+    wallet: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
+class PaperVenueModel(MarginModelKeys):
+    collateral: dict[Asset, Amount] = Field(default_factory=dict)
+    positions: list[PositionModel] = Field(default_factory=list)
+    funding_rate_8h: Annotated[float, Field(ge=-0.05, le=0.05)] = 0.0001
+    taker_fee_bps: Annotated[float, Field(ge=0, le=100)] = 5.0
+    spread_bps: Annotated[float, Field(ge=0, le=1000)] = 1.0
+    book_levels: Annotated[int, Field(ge=1, le=1000)] = 20
+    book_step_bps: Annotated[float, Field(gt=0, le=1000)] = 2.0
+    book_level_usd: PositiveAmount = Decimal(200_000)
 
 
 class VenueModel(Model):
@@ -195,14 +225,38 @@ class VenueModel(Model):
     high_vol: BandModel | None = None
     min_equity_usd: Amount = Decimal(0)
     paper: PaperVenueModel | None = None
+    live: LiveVenueModel | None = None
 
     @model_validator(mode="after")
     def _kind(self) -> VenueModel:
         if self.kind == "paper" and self.paper is None:
             raise ValueError("a paper venue needs a [venues.paper] table")
-        if self.kind == "ccxt" and not self.exchange:
-            raise ValueError("a ccxt venue needs `exchange` (a ccxt exchange id)")
+        if self.kind == "paper" and (self.live is not None or self.exchange or self.api_url or self.sandbox):
+            raise ValueError('exchange, sandbox, api_url and [venues.live] are for kind = "ccxt"')
+        if self.kind == "ccxt":
+            _check_live(self.exchange, self.api_url)
+            if self.paper is not None:
+                raise ValueError(
+                    "a ccxt venue takes no [venues.paper] table (its figures come from the exchange)"
+                )
         return self
+
+    @property
+    def live_keys(self) -> LiveVenueModel:
+        return self.live or LiveVenueModel()
+
+    @property
+    def credentials(self) -> str:
+        return self.live_keys.credentials or self.name
+
+
+def _check_live(exchange: str | None, api_url: str | None) -> None:
+    if not exchange:
+        raise ValueError("a ccxt venue or account needs `exchange` (a ccxt exchange id)")
+    if exchange not in LIVE_EXCHANGES:
+        raise ValueError(f"exchange {exchange!r} is not supported; supported: {', '.join(LIVE_EXCHANGES)}")
+    if api_url is not None and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", api_url):
+        raise ValueError(f"api_url {api_url!r} is not an http(s) URL")
 
 
 class AccountModel(Model):
@@ -211,7 +265,24 @@ class AccountModel(Model):
     owner: Annotated[str, Field(min_length=1)]
     kind: Literal["paper", "ccxt"] = "paper"
     exchange: str | None = None
+    sandbox: bool = False
+    api_url: str | None = None
     balances: dict[Asset, Amount] = Field(default_factory=dict)
+    live: LiveAccountModel | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> AccountModel:
+        if self.kind == "ccxt":
+            _check_live(self.exchange, self.api_url)
+            if self.balances:
+                raise ValueError("a ccxt account takes no `balances` (they are read from the exchange)")
+        elif self.live is not None or self.exchange or self.api_url or self.sandbox:
+            raise ValueError('exchange, sandbox, api_url and [accounts.live] are for kind = "ccxt"')
+        return self
+
+    @property
+    def credentials(self) -> str:
+        return (self.live.credentials if self.live else None) or self.name
 
 
 class RouteModel(Model):
@@ -383,6 +454,7 @@ class Settings(BaseSettings):
                 and not ((ends[0] and ends[3]) or (ends[2] and ends[1]))
             ):
                 problems.append(f"routes[{r.name}]: a route joins one account and one venue")
+        problems.extend(self._live_route_checks())
         for rule in self.approvals.rules:
             if rule.route is not None and rule.route not in route_names:
                 problems.append(f"approvals.rules: no route named {rule.route!r}")
@@ -410,6 +482,7 @@ class Settings(BaseSettings):
             problems.append(
                 f"approvals.approvers: empty, so no request could ever reach quorum {self.approvals.quorum}"
             )
+        paper_venues = {v.name for v in self.venues if v.kind == "paper"}
         hedge_names = [h.name for h in self.hedges]
         for n in sorted({n for n in hedge_names if hedge_names.count(n) > 1}):
             problems.append(f"hedges: the name {n!r} is used twice")
@@ -419,11 +492,38 @@ class Settings(BaseSettings):
                     problems.append(f"hedges[{h.name}].instruments: no venue named {inst.venue!r}")
             if h.exposure_account is not None and h.exposure_account not in account_names:
                 problems.append(f"hedges[{h.name}].exposure_account: no account named {h.exposure_account!r}")
-            if h.asset not in priced:
+            on_paper = any(inst.venue in paper_venues for inst in h.instruments)
+            if h.asset not in priced and on_paper:
                 problems.append(f"hedges[{h.name}].asset: market.prices has no {h.asset}")
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def connection(self, name: str) -> tuple[str, str, bool, str | None] | None:
+        """(exchange, credentials, sandbox, api_url) of a ccxt venue or account: one exchange client each."""
+        for v in self.venues:
+            if v.name == name and v.kind == "ccxt" and v.exchange:
+                return (v.exchange, v.credentials, v.sandbox, v.api_url)
+        for a in self.accounts:
+            if a.name == name and a.kind == "ccxt" and a.exchange:
+                return (a.exchange, a.credentials, a.sandbox, a.api_url)
+        return None
+
+    def _live_route_checks(self) -> list[str]:
+        problems: list[str] = []
+        names = {v.name for v in self.venues} | {a.name for a in self.accounts}
+        for r in self.routes:
+            if r.from_ not in names or r.to not in names:
+                continue
+            src, dst = self.connection(r.from_), self.connection(r.to)
+            if r.method == "internal" and src != dst:
+                problems.append(
+                    f"routes[{r.name}]: an internal route joins two wallets of one exchange account "
+                    "(both ends paper, or both ccxt with the same exchange, credentials, sandbox and api_url)"
+                )
+            if r.method == "withdrawal" and src is None and dst is not None:
+                problems.append(f"routes[{r.name}]: a paper account cannot send to a live venue")
+        return problems
 
     @property
     def config_hash(self) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.app import build, open_store, require_paper
 from bot.core.actions import IntentStatus
 from bot.engine.clock import SimClock
-from bot.errors import NotBuilt
+from bot.errors import ConfigError, NotBuilt
 from bot.settings import Settings, settings_from_dict
 from bot.store.tables import audit, intents, notifications
 from bot.venues.base import TransferReceipt, TransferRequest
@@ -208,12 +208,17 @@ async def test_notifications_are_written_with_the_move(sqlite_url: str) -> None:
     assert "utilization" in kinds
 
 
-def test_live_venues_say_plainly_that_they_are_not_built_yet(tmp_path: Path) -> None:
-    """A ccxt venue in the config is refused with a clear message, not a stub that pretends."""
+def test_simulate_refuses_live_venues_plainly_and_paper_money_cannot_reach_them(tmp_path: Path) -> None:
+    """A paper account cannot send to a ccxt venue, and `simulate` names the ccxt venues it cannot replay."""
     import tomllib
 
     data = tomllib.loads(PAPER.read_text())
-    data["venues"][0]["kind"] = "ccxt"
-    data["venues"][0]["exchange"] = "okx"
-    with pytest.raises(NotBuilt, match="not available in this release"):
+    venue = data["venues"][0]
+    del venue["paper"]
+    venue.update(kind="ccxt", exchange="okx")
+    with pytest.raises(ConfigError, match="a paper account cannot send to a live venue"):
+        settings_from_dict(data)
+    data["routes"] = [r for r in data["routes"] if venue["name"] not in (r["from"], r["to"])]
+    data["hedges"] = []
+    with pytest.raises(NotBuilt, match="simulate runs paper venues only"):
         require_paper(settings_from_dict(data))

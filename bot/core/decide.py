@@ -11,6 +11,7 @@ Each planned move carries the approval policy's verdict.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,11 +33,22 @@ SWEEP_MM_MARGIN = 0.9  # a sweep leaves the liquidation ratio at most 90% of its
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    kind: str  # utilization | mm_ratio | derisk | stale | capacity | approval | denied | unknown_intent
+    kind: str  # utilization | mm_ratio | derisk | stale | crosscheck | capacity | approval | denied | unknown_intent
     severity: str  # info | warning | critical
     venue: str
     asset: str | None
     message: str
+
+
+def crosscheck_gap(reported: Figures, own: Figures) -> float:
+    """The larger absolute difference of utilization and liquidation ratio (∞ on either side counts fully)."""
+    gaps = []
+    for a, b in ((reported.utilization, own.utilization), (reported.mm_ratio, own.mm_ratio)):
+        if math.isinf(a) or math.isinf(b):
+            gaps.append(0.0 if a == b else math.inf)
+        else:
+            gaps.append(abs(a - b))
+    return max(gaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,20 @@ def decide(world: World, policy: Policy) -> Decision:
         # the venue's own figures where it reports them (it liquidates on those), else our computation
         f = snap.reported or figures(snap.collateral, snap.positions, snap.prices, snap.haircuts, snap.params)
         observed[name] = f
+        if snap.own is not None and snap.reported is not None:
+            gap = crosscheck_gap(snap.reported, snap.own)
+            if gap > vpol.crosscheck_tolerance:
+                alerts.append(
+                    Alert(
+                        "crosscheck",
+                        "warning",
+                        name,
+                        None,
+                        f"{name}: the venue's figures (u {_pct(f.utilization)}, m {_pct(f.mm_ratio)}) differ from "
+                        f"ours (u {_pct(snap.own.utilization)}, m {_pct(snap.own.mm_ratio)}) by "
+                        f"{_pct(gap)} > {_pct(vpol.crosscheck_tolerance)}; acting on the venue's",
+                    )
+                )
         band = vpol.band(world.regime)
         lvl = level(f.utilization, f.mm_ratio, vpol)
         if lvl is Level.CRITICAL:

@@ -30,6 +30,7 @@ class VenuePolicy:
     normal: Band
     high_vol: Band
     min_equity_usd: float = 0.0  # a sweep never takes equity below this (standby margin for hedges)
+    crosscheck_tolerance: float = 0.05  # venue's figures against ours (utilization and m, absolute)
 
     def band(self, regime: Regime) -> Band:
         return self.high_vol if regime is Regime.HIGH_VOL else self.normal

@@ -28,6 +28,7 @@ class VenueSnapshot:
     params: MarginParams
     reported: Figures | None = None  # the venue's own figures, where it reports them (what it liquidates on)
     funding: Mapping[str, float] = field(default_factory=dict)  # symbol -> funding rate per 8 h
+    own: Figures | None = None  # a live venue: our own computation beside `reported`, for the cross-check
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class RouteSpec:
     fee: Decimal
     step: Decimal
     settle_seconds: float
+    tag: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ from bot.engine.killswitch import Controls, KillSwitch
 from bot.engine.orders import OrderOutcome
 from bot.engine.positions import PositionWatch, parse
 from bot.engine.reconcile import Reconciler
-from bot.errors import MarginbotError
+from bot.errors import MarginbotError, VenueBanned
 from bot.notify import OutboxWorker, note
 from bot.store.repo import Store, VenueFigures
 from bot.venues.base import AccountPort, TransferPort, VenuePort
@@ -109,6 +109,7 @@ class Bot:
         self._in_flight: tuple[IntentView, ...] = ()
         self._expiries: dict[str, float] = {}
         self._unreconciled: set[str] = set()  # open intents not yet classified since start: the startup gate
+        self._banned: dict[str, str] = {}  # venue -> why, for venues that answered HTTP 418 this cycle
         self._intents_mark: str | None = None
         self._last_figures_at = float("-inf")
         self._last_observed: Mapping[str, Figures | None] = {}
@@ -199,7 +200,7 @@ class Bot:
             outcomes.extend(await self._send_approved(now, controls))
         snapshots, accounts = await self._observe()
         changed, halted_by_watch = self._watch_positions(now, snapshots)
-        halted_venues = controls.halted_venues | halted_by_watch
+        halted_venues = controls.halted_venues | halted_by_watch | self._halt_banned(now, controls)
         hedge_plan = _NO_HEDGES
         if self.hedger is not None and self.hedger.specs:
             try:
@@ -317,6 +318,11 @@ class Bot:
         for v in self.venues:
             try:
                 snaps[v.name] = await v.snapshot()
+            except (
+                VenueBanned
+            ) as e:  # an IP ban: halt that venue (persisted, paged) until a person resumes it
+                snaps[v.name] = None
+                self._banned[v.name] = str(e)
             except MarginbotError as e:
                 log.debug("venue read failed", venue=v.name, error=str(e))
                 snaps[v.name] = None
@@ -331,6 +337,18 @@ class Bot:
                 log.debug("account read failed", account=a.name, error=str(e))
                 accts[a.name] = None
         return snaps, accts
+
+    def _halt_banned(self, now: float, controls: Controls) -> frozenset[str]:
+        """Venues that banned our address this cycle: halted (a critical page) unless already halted."""
+        banned = frozenset(self._banned)
+        for venue, why in self._banned.items():
+            if venue not in controls.halted_venues:
+                try:
+                    self.kill.halt(now, by=BOT, venue=venue, reason=f"IP ban: {why}"[:500])
+                except Exception as e:  # the venue is held in memory this cycle either way
+                    log.error("could not record the venue halt", venue=venue, error=type(e).__name__)
+        self._banned.clear()
+        return banned
 
     def _watch_positions(
         self, now: float, snapshots: Mapping[str, VenueSnapshot | None]

@@ -20,7 +20,14 @@ from bot.core.actions import IntentStatus, TransferAction
 from bot.core.approvals import BREAK_GLASS, Allowed, Denied, NeedsApproval
 from bot.core.decide import Planned
 from bot.core.world import IntentView, RouteSpec
-from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
+from bot.errors import (
+    KeyRejected,
+    RateLimited,
+    TransferRefused,
+    UnknownOutcome,
+    VenueBanned,
+    VenueUnavailable,
+)
 from bot.notify import note
 from bot.store.repo import ApprovalSpec, Store
 from bot.venues.base import TransferPort, TransferReceipt, TransferRequest
@@ -28,7 +35,9 @@ from bot.venues.base import TransferPort, TransferReceipt, TransferRequest
 log = structlog.get_logger("marginbot.executor")
 
 
-def request_for(route: RouteSpec, *, intent_id: str, amount: Decimal) -> TransferRequest:
+def request_for(
+    route: RouteSpec, *, intent_id: str, amount: Decimal, created_at: float | None = None
+) -> TransferRequest:
     return TransferRequest(
         client_id=intent_id,
         route=route.name,
@@ -41,6 +50,8 @@ def request_for(route: RouteSpec, *, intent_id: str, amount: Decimal) -> Transfe
         address=route.address,
         fee=route.fee,
         settle_seconds=route.settle_seconds,
+        created_at=created_at,
+        tag=route.tag,
     )
 
 
@@ -216,7 +227,12 @@ class Executor:
             self.last_submitted_at = time.perf_counter()
         except TransferRefused as e:  # nothing moved
             return record(IntentStatus.FAILED, "critical", "transfer_failed", "refused", str(e), error=str(e))
-        except VenueUnavailable as e:  # the request never reached the venue: nothing moved
+        except (
+            VenueUnavailable,
+            RateLimited,
+            VenueBanned,
+            KeyRejected,
+        ) as e:  # refused at the door: nothing moved
             return record(
                 IntentStatus.FAILED,
                 "critical",

@@ -19,7 +19,7 @@ from decimal import Decimal
 import structlog
 
 from bot.core.hedge import OrderAction, OrderStatus, OrderView
-from bot.errors import OrderRefused, UnknownOutcome, VenueUnavailable
+from bot.errors import KeyRejected, OrderRefused, RateLimited, UnknownOutcome, VenueBanned, VenueUnavailable
 from bot.notify import note
 from bot.store.orders import LedgerUpdate
 from bot.store.repo import Store
@@ -150,8 +150,8 @@ class OrderDesk:
             receipt = await self.port.place(request_of(o))
         except OrderRefused as e:
             return self._fail(o, now, OrderStatus.FAILED, "warning", f"refused: {e}")
-        except VenueUnavailable as e:
-            return self._fail(o, now, OrderStatus.FAILED, "warning", f"not sent, venue unreachable: {e}")
+        except (VenueUnavailable, RateLimited, VenueBanned, KeyRejected) as e:  # refused before the book
+            return self._fail(o, now, OrderStatus.FAILED, "warning", f"not sent: {e}")
         except Exception as e:  # UnknownOutcome or anything unexpected: it may have traded; never re-send
             if not isinstance(e, UnknownOutcome):
                 log.error("unexpected error from the order call", order=o.id, error=type(e).__name__)

@@ -106,7 +106,9 @@ class Reconciler:
         if route is None:
             return Finding(i, classified=False, ambiguous=True)  # its route left the config: a human decides
         try:
-            receipt = await self.transfers.lookup(request_for(route, intent_id=i.id, amount=i.amount))
+            receipt = await self.transfers.lookup(
+                request_for(route, intent_id=i.id, amount=i.amount, created_at=i.created_at)
+            )
         except Exception as e:  # nothing learnt: no change, try again next cycle
             log.info("lookup failed", intent=i.id, error=type(e).__name__)
             return Finding(i, classified=False)

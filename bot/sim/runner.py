@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.app import Wired, build
+from bot.app import Wired, build, require_paper
 from bot.core.fsm import VenueState
 from bot.core.policy import Regime
 from bot.engine.alerts import RaisedAlert
@@ -153,6 +153,7 @@ class Replay:
         )
 
     async def run(self) -> dict[str, Any]:
+        require_paper(self.settings, "simulate")
         sc = self.scenario
         wired = self._build()
         bot, exchange = wired.bot, wired.exchange

@@ -37,6 +37,10 @@ class TransferRequest:
     address: str | None
     fee: Decimal
     settle_seconds: float
+    created_at: float | None = (
+        None  # set on lookups: where a venue takes no client id, history is searched from it
+    )
+    tag: str | None = None  # memo / tag for withdrawal networks that need one
 
 
 @dataclass(frozen=True, slots=True)

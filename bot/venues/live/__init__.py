@@ -1,0 +1,1 @@
+"""Live venues: ccxt exchange clients behind the same ports as the paper venue."""
