@@ -57,13 +57,12 @@ class Twin:
             send_notifications=False,
             figures_every_seconds=None,
         )
-        empty = PaperExchange(live, mb, self.clock.now)
-        wb = build(
+        wb = build(  # names left paper in the live config are read from the same world the fakes serve
             live,
             store_b,
             self.clock,
             market=mb,
-            exchange=empty,
+            exchange=pb,
             send_notifications=False,
             figures_every_seconds=None,
             live=self.world,

@@ -126,7 +126,7 @@ class FakeExchange:
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, shutdown_timeout=0.2)
         await site.start()
         server = site._server
         assert server is not None
