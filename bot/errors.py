@@ -9,6 +9,7 @@ MarginbotError
 │   └── RateLimited          back off (carries retry_after seconds)
 ├── UnknownOutcome           money-moving call may or may not have happened: reconcile, never re-send
 ├── PermanentError           stop and page a human
+│   ├── VenueError           the venue answered a read with an error (bad request, unknown symbol): not retried
 │   ├── VenueBanned          the venue banned our IP (HTTP 418): that venue is halted until a person resumes it
 │   ├── KeyRejected          an API key is missing a permission or is unsafe (withdrawals without an IP whitelist)
 │   ├── TransferRefused      the venue refused the transfer (frozen, insufficient funds, not whitelisted)
@@ -67,6 +68,10 @@ class UnknownOutcome(MarginbotError):
 
 class PermanentError(MarginbotError):
     """A failure that will not go away by retrying: a human must look."""
+
+
+class VenueError(PermanentError):
+    """The venue answered a read with an error that retrying will not change."""
 
 
 class VenueBanned(PermanentError):

@@ -17,8 +17,8 @@ How a ccxt error class maps (read = fetch_*, move = transfer / withdraw / create
       NetworkError, BadResponse                                       the connection was never made, or 4xx
     InvalidNonce                        VenueUnavailable, retried     VenueUnavailable (rejected: nothing moved)
     AuthenticationError, PermissionDenied KeyRejected                 KeyRejected
-    InsufficientFunds, InvalidOrder,    VenueUnavailable (not         TransferRefused / OrderRefused
-      BadRequest, other ExchangeError   retried)
+    InsufficientFunds, InvalidOrder,    VenueError (not retried)      TransferRefused / OrderRefused
+      BadRequest, other ExchangeError
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from bot.errors import (
     TemporaryError,
     UnknownOutcome,
     VenueBanned,
+    VenueError,
     VenueUnavailable,
 )
 from bot.logs import redact_text
@@ -153,7 +154,7 @@ def translate(
             return VenueUnavailable(text + " (not sent)" if never_connected else text)
         return UnknownOutcome(text + " (outcome unknown: it will be looked up, never re-sent)")
     if isinstance(e, ccxt.BaseError):
-        return refused(text) if move else VenueUnavailable(text)
+        return refused(text) if move else VenueError(text)
     return UnknownOutcome(text) if move else VenueUnavailable(text)
 
 
