@@ -5,6 +5,8 @@ simulate_year     wall seconds to simulate one year of 1-minute steps (525,600) 
 reaction          breach observed → transfer intent durably committed (SQLite synchronous=FULL) and
                   submitted to the paper venue and its result committed: p50 / p99 over many breaches
 hedge_plan        one hedge program's decision: strategy + books walked + margin headroom -> orders, in µs
+ccxt_snapshot     one live venue snapshot (50 positions) through ccxt against the fake servers (bench_live)
+transfer_wait     client-side wait before a live transfer leaves, ours against ccxt's limiter (bench_live)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import build, compile_policy, open_store
+from bot.bench_live import bench_ccxt_snapshot, bench_transfer_wait
 from bot.core.actions import TransferKind
 from bot.core.approvals import ApprovalPolicy
 from bot.core.decide import decide
@@ -30,6 +33,7 @@ from bot.core.margin import MarginParams, Position, build_tiers
 from bot.core.policy import Band, Regime, VenuePolicy
 from bot.core.world import AccountSnapshot, Policy, RouteSpec, VenueSnapshot, World
 from bot.engine.clock import SimClock
+from bot.errors import BadInput
 from bot.settings import Settings
 from bot.sim.runner import Replay
 from bot.sim.scenario import PriceSpec, Scenario
@@ -273,12 +277,25 @@ def bench_reaction(settings: Settings, runs: int, progress: Progress, db: str | 
 
 
 def run_all(
-    settings: Settings, config_path: Path, *, runs: int, year_steps: int, db: str | None, progress: Progress
+    settings: Settings,
+    config_path: Path,
+    *,
+    runs: int,
+    year_steps: int,
+    db: str | None,
+    progress: Progress,
+    only: frozenset[str] | None = None,
 ) -> dict[str, Any]:
-    workloads = {
-        "decide_10x50": bench_decide(max(runs, 5), progress),
-        "hedge_plan": bench_hedge_plan(max(runs, 5), progress),
-        "reaction": bench_reaction(settings, runs, progress, db),
-        "simulate_year": bench_simulate(settings, runs, year_steps, progress),
+    jobs: dict[str, Callable[[], dict[str, Any]]] = {
+        "decide_10x50": lambda: bench_decide(max(runs, 5), progress),
+        "hedge_plan": lambda: bench_hedge_plan(max(runs, 5), progress),
+        "reaction": lambda: bench_reaction(settings, runs, progress, db),
+        "simulate_year": lambda: bench_simulate(settings, runs, year_steps, progress),
+        "ccxt_snapshot": lambda: bench_ccxt_snapshot(runs, progress),
+        "transfer_wait": lambda: bench_transfer_wait(runs, progress),
     }
+    unknown = sorted((only or frozenset()) - set(jobs))
+    if unknown:
+        raise BadInput(f"--only: unknown workload(s) {', '.join(unknown)}; known: {', '.join(jobs)}")
+    workloads = {name: job() for name, job in jobs.items() if only is None or name in only}
     return {"config": str(config_path), "runs": runs, "workloads": workloads}

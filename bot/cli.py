@@ -63,6 +63,26 @@ def _guard(fn: Callable[[], T]) -> T:
         raise typer.Exit(130) from None
 
 
+def _live_line(exchange: str | None, key_set: str, sandbox: bool, api_url: str | None) -> str:
+    """How a ccxt venue or account is reached, and whether its key is found (never the key itself)."""
+    from bot.errors import ConfigError
+    from bot.venues.live.keys import load_credentials
+
+    try:
+        load_credentials(key_set, exchange or "")
+        key = "found"
+    except ConfigError as e:
+        key = f"MISSING ({e.problems[0].split(': ', 1)[-1]})"
+    where = "testnet" if sandbox else "production"
+    via = ""
+    if api_url:  # scheme, host and path only: a proxy URL may carry credentials
+        from urllib.parse import urlsplit
+
+        u = urlsplit(api_url)
+        via = f" via {u.scheme}://{u.hostname}{f':{u.port}' if u.port else ''}{u.path}"
+    return f"ccxt {exchange} ({where}{via}); key set {key_set!r}: {key}"
+
+
 def _settings(config: Path | None) -> Settings:
     logs.configure()
     return load_settings(_config_path(config))
@@ -96,9 +116,13 @@ def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
                 f"  high_vol {h.min:.0%}/{h.target:.0%}/{h.max:.0%}  alert u≥{vp.alert_utilization:.0%}"
                 f" m≥{vp.alert_mm_ratio:.0%}  de-risk m≥{vp.derisk_mm_ratio:.0%}"
             )
+            if v.kind == "ccxt":
+                typer.echo(f"  {'':<14} {_live_line(v.exchange, v.credentials, v.sandbox, v.api_url)}")
         typer.echo("accounts:")
         for a in s.accounts:
             bal = ", ".join(f"{q:,} {k}" for k, q in a.balances.items())
+            if a.kind == "ccxt":
+                bal = _live_line(a.exchange, a.credentials, a.sandbox, a.api_url)
             typer.echo(f"  {a.name:<20} {a.bucket:<9} owner {a.owner:<14} {bal}")
         typer.echo("routes:")
         for r in p.routes:
@@ -166,15 +190,45 @@ def run(
     _guard(body)
 
 
-async def _run(s: Settings, db: str | None, once: bool, for_seconds: float | None) -> None:
-    from bot.app import build, open_store
+async def _run(
+    s: Settings,
+    db: str | None,
+    once: bool,
+    for_seconds: float | None,
+    rehearsal_map: dict[str, str] | None = None,
+) -> None:
+    from bot.app import build, market_from_settings, open_store
     from bot.engine.clock import WallClock
     from bot.venues import paper_state
+    from bot.venues.fakes.rehearsal import Rehearsal
+    from bot.venues.live.ports import LiveWorld
+    from bot.venues.paper import PaperExchange
 
-    store = open_store(s, db)
     clock = WallClock()
-    wired = build(s, store, clock)
-    saved = store.get_flag(PAPER_BLOB)
+    rehearsal = None
+    if rehearsal_map is not None:  # the paper world behind fake exchange servers, reached through ccxt
+        paper = PaperExchange(s, market_from_settings(s), clock.now)
+        rehearsal = Rehearsal(s, rehearsal_map, paper)
+        live_settings = await rehearsal.start()
+        store = open_store(live_settings, db)
+        world = LiveWorld(live_settings, clock=clock.now, env=rehearsal.env)
+        wired = build(live_settings, store, clock, market=paper.market, exchange=paper, live=world)
+        typer.echo(
+            "rehearsal: "
+            + ", ".join(f"{n} → fake {x} at {rehearsal.fakes[x].url}" for n, x in rehearsal_map.items()),
+            err=True,
+        )
+    else:
+        store = open_store(s, db)
+        wired = build(s, store, clock)
+    if wired.live is not None:
+        try:  # markets loaded once, each key's permissions checked, before anything can move
+            for warning in await wired.live.preflight():
+                typer.echo(f"warning: {warning}", err=True)
+        except BaseException:
+            await wired.live.close()
+            raise
+    saved = store.get_flag(PAPER_BLOB) if rehearsal is None else None
     if saved is not None:  # the paper exchange carries on where the last run left it
         paper_state.restore(wired.exchange, json.loads(saved))
     last = [clock.now()]
@@ -215,6 +269,82 @@ async def _run(s: Settings, db: str | None, once: bool, for_seconds: float | Non
                 break
     finally:
         await bot.close()
+        if wired.live is not None:
+            await wired.live.close()
+        if rehearsal is not None:
+            await rehearsal.stop()
+
+
+@app.command()
+def rehearse(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="NAME=EXCHANGE: serve this paper venue or account as that exchange (binance, okx, bybit, "
+            "deribit); repeatable. Default: names containing an exchange id, then accounts on free wallets.",
+        ),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit.")] = False,
+    for_seconds: Annotated[
+        float | None, typer.Option("--for", help="Stop after this many seconds.", min=0)
+    ] = None,
+) -> None:
+    """Run the bot through real ccxt code against local fake exchanges that serve a paper config's world."""
+
+    def body() -> None:
+        s = _settings(config)
+        chosen = _rehearsal_map(s, mapping or [])
+        url = db
+        if url is None:
+            path = Path(tempfile.mkdtemp(prefix="marginbot-rehearse-")) / "rehearse.db"
+            url = f"sqlite:///{path}"
+            typer.echo(f"rehearsal store: {path}", err=True)
+        asyncio.run(_run(s, url, once, for_seconds, rehearsal_map=chosen))
+
+    _guard(body)
+
+
+def _rehearsal_map(s: Settings, given: list[str]) -> dict[str, str]:
+    """Which exchange serves each paper venue and account of the rehearsal (every one must be served)."""
+    from bot.errors import BadInput
+    from bot.settings import LIVE_EXCHANGES
+
+    out: dict[str, str] = {}
+    problems = []
+    names = [v.name for v in s.venues] + [a.name for a in s.accounts]
+    for item in given:
+        name, _, exchange = item.partition("=")
+        if name not in names or exchange not in LIVE_EXCHANGES:
+            problems.append(
+                f"--map {item}: expected NAME=EXCHANGE with a venue or account name and one of "
+                f"{', '.join(LIVE_EXCHANGES)}"
+            )
+        out[name] = exchange
+    for v in s.venues:
+        if v.name not in out:
+            guess = next((x for x in LIVE_EXCHANGES if x in v.name.lower()), None)
+            if guess is None:
+                problems.append(f"--map: say which exchange serves venue {v.name} ({v.name}=okx, …)")
+            else:
+                out[v.name] = guess
+    used = {out[a.name] for a in s.accounts if a.name in out}
+    for a in s.accounts:
+        if a.name in out:
+            continue
+        guess = next((x for x in LIVE_EXCHANGES if x in a.name.lower() and x not in used), None)
+        guess = guess or next((x for x in dict.fromkeys(out.values()) if x not in used), None)
+        guess = guess or next((x for x in LIVE_EXCHANGES if x not in used), None)
+        if guess is None:
+            problems.append(f"--map: no free exchange wallet left for account {a.name}")
+            continue
+        out[a.name] = guess
+        used.add(guess)
+    if problems:
+        raise BadInput(problems)
+    return out
 
 
 def _status_line(result: CycleResult, bot: Bot) -> str:
@@ -955,6 +1085,10 @@ def bench(
     year_steps: Annotated[
         int, typer.Option("--year-steps", min=1000, help="Steps of the simulation workload.")
     ] = 525_600,
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="Comma-separated workloads to run (default: all), e.g. ccxt_snapshot."),
+    ] = None,
 ) -> None:
     """Run the standard performance workloads and print their figures (medians over --runs)."""
 
@@ -969,6 +1103,7 @@ def bench(
             year_steps=year_steps,
             db=db,
             progress=lambda msg: typer.echo(msg, err=True),
+            only=frozenset(x.strip() for x in only.split(",") if x.strip()) if only else None,
         )
         if as_json:
             typer.echo(json.dumps(out, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,7 @@ class Hit:
     endpoint: str
     status: int
     signed: bool
+    at: float = 0.0  # time.perf_counter() when the request arrived (the bench measures client-side waits)
 
 
 @dataclass
@@ -95,6 +97,7 @@ class FakeExchange:
         self.not_found_polls = 0  # lookups answer "not found" this many times for each new transfer / order
         self._polls: dict[str, int] = {}
         self.hits: list[Hit] = []
+        self.signatures: set[str] = set()  # every signature value received (tests check none leaks anywhere)
         self.app = web.Application(middlewares=[self._middleware])
         self.routes(self.app)
         self._runner: web.AppRunner | None = None
@@ -165,13 +168,17 @@ class FakeExchange:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        arrived = time.perf_counter()
         endpoint = self.endpoint_of(request)
         body = await request.text()
+        for key, value in [*request.headers.items(), *request.query.items()]:
+            if "sign" in key.lower() or key.lower() == "authorization":
+                self.signatures.add(value.split("sig=")[-1].split(",")[0] if "sig=" in value else value)
         signed = await self.verify(request, body)
         fault = self._take(endpoint)
 
         def hit(status: int) -> None:
-            self.hits.append(Hit(request.method, request.path, endpoint, status, signed))
+            self.hits.append(Hit(request.method, request.path, endpoint, status, signed, arrived))
 
         if fault is not None and fault.kind in ("429", "418"):
             status = int(fault.kind)
