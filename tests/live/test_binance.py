@@ -624,11 +624,6 @@ async def test_a_timeout_after_the_transfer_is_an_unknown_outcome_found_later(um
     assert len(um.paper.effects) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="client.translate maps ccxt OperationFailed (Binance -1000/-1001/-1006, 'execution status"
-    " unknown') on a money move to TransferRefused: the engine would take a moved transfer for one that never left",
-)
 async def test_an_execution_status_unknown_answer_is_an_unknown_outcome(um: Served) -> None:
     """Binance's HTTP 500 -1006 after the effect must read as UnknownOutcome, never as a refusal."""
     await um.world.by_name["fund"].ensure()

@@ -14,7 +14,8 @@ How a ccxt error class maps (read = fetch_*, move = transfer / withdraw / create
     HTTP 418                            VenueBanned                   VenueBanned (nothing moved)
     RequestTimeout                      VenueUnavailable, retried     UnknownOutcome
     ExchangeNotAvailable, OnMaintenance VenueUnavailable, retried     UnknownOutcome; VenueUnavailable when
-      NetworkError, BadResponse                                       the connection was never made, or 4xx
+      NetworkError, BadResponse, other                                the connection was never made, or 4xx
+      OperationFailed, any HTTP 5xx
     InvalidNonce                        VenueUnavailable, retried     VenueUnavailable (rejected: nothing moved)
     AuthenticationError, PermissionDenied KeyRejected                 KeyRejected
     InsufficientFunds, InvalidOrder,    VenueError (not retried)      TransferRefused / OrderRefused
@@ -145,7 +146,9 @@ def translate(
         return KeyRejected(text)
     if isinstance(e, ccxt.InvalidNonce):
         return VenueUnavailable(text)
-    if isinstance(e, (ccxt.NetworkError, ccxt.BadResponse, ccxt.NullResponse)):
+    if isinstance(e, ccxt.OperationFailed) or (move and status is not None and status >= 500):
+        # network errors, garbled answers, and the venue's own "execution status unknown" (Binance -1000,
+        # -1001, -1006 arrive as OperationFailed; a 5xx documents the outcome as unknown)
         if not move:
             return VenueUnavailable(text)
         never_connected = status is None and isinstance(e, ccxt.ExchangeNotAvailable) and _refused(e)

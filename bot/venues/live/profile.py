@@ -76,6 +76,7 @@ TRANSFER_STATES = {
     "pending": TransferState.PENDING,
     "failed": TransferState.FAILED,
     "canceled": TransferState.FAILED,
+    "cancelled": TransferState.FAILED,
 }
 
 
