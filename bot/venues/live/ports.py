@@ -126,6 +126,7 @@ class LiveWorld:
         creds: dict[str, Credentials] = {}
         problems: list[str] = []
         ends: list[tuple[str, str, str | None, float]] = []
+        models = {v.name: v.margin_model for v in settings.venues}
         for v in settings.venues:
             if v.kind == "ccxt" and v.exchange:
                 ends.append((v.name, v.exchange, v.live_keys.wallet, v.live_keys.timeout_seconds))
@@ -167,10 +168,9 @@ class LiveWorld:
                 self.connections[key] = conn
             conn.names.append(name)
             self.by_name[name] = conn
-            is_venue = any(v.name == name for v in settings.venues)
-            self.wallets[name] = wallet or (
-                conn.profile.margin_wallet if is_venue else conn.profile.funding_wallet
-            )
+            model = models.get(name)
+            default = conn.profile.funding_wallet if model is None else conn.profile.default_wallet(model)
+            self.wallets[name] = wallet or default
         if problems:
             raise ConfigError(problems)
 
@@ -330,7 +330,7 @@ class LiveTransfers:
         if req.method == "internal":
             w = self.world.wallets
             return await conn.profile.transfer(conn.caller, req, w[req.source], w[req.destination])
-        return await conn.profile.withdraw(conn.caller, req)
+        return await conn.profile.withdraw(conn.caller, req, from_wallet=self.world.wallets[req.source])
 
     async def lookup(self, req: TransferRequest) -> TransferReceipt | None:
         conn = self._port(req)

@@ -146,6 +146,10 @@ class Profile:
     funding_wallet: ClassVar[str]  # default ccxt account type of a treasury account
     takes_transfer_client_id: ClassVar[bool] = True  # False: one open intent per route and asset (Binance)
 
+    def default_wallet(self, margin_model: str) -> str:
+        """The margin wallet of a venue whose config names none, by its `margin_model`."""
+        return self.margin_wallet
+
     def options(self) -> dict[str, Any]:
         """ccxt options set when the exchange object is made (hidden requests switched off here)."""
         return {}
@@ -227,7 +231,10 @@ class Profile:
     ) -> TransferReceipt | None:
         raise NotImplementedError(f"{self.exchange_id}: transfer lookups are not built")
 
-    async def withdraw(self, x: Calls, req: TransferRequest) -> TransferReceipt:
+    async def withdraw(
+        self, x: Calls, req: TransferRequest, from_wallet: str | None = None
+    ) -> TransferReceipt:
+        """Withdraw from `from_wallet` (the source's wallet) to the route's address."""
         raise NotImplementedError(f"{self.exchange_id}: withdrawals are not built")
 
     async def lookup_withdrawal(self, x: Calls, req: TransferRequest) -> Withdrawal | None:

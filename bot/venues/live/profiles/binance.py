@@ -214,6 +214,11 @@ class BinanceProfile(Profile):
     budget = BUDGETS["binance"]
     margin_wallet = "swap"  # ccxt's name for USDⓈ-M (UMFUTURE) in fetch_balance and transfer
     funding_wallet = "spot"
+
+    def default_wallet(self, margin_model: str) -> str:
+        """A venue with margin_model = "portfolio" is a portfolio-margin account unless its wallet says so."""
+        return "portfolio" if margin_model == "portfolio" else self.margin_wallet
+
     takes_transfer_client_id = False
 
     def __init__(self) -> None:
@@ -363,7 +368,9 @@ class BinanceProfile(Profile):
         return req.created_at is None or (ts is not None and ts >= req.created_at - CLOCK_SKEW)
 
     # --- withdrawals ----------------------------------------------------------------------------------
-    async def withdraw(self, x: Calls, req: TransferRequest) -> TransferReceipt:
+    async def withdraw(
+        self, x: Calls, req: TransferRequest, from_wallet: str | None = None
+    ) -> TransferReceipt:
         if not req.address:
             raise TransferRefused(f"binance: route {req.route} has no address")
         params: dict[str, Any] = {"withdrawOrderId": self.client_id(req.client_id)}

@@ -480,9 +480,19 @@ class DeribitProfile(Profile):
             return None
         return _receipt(raw, req, transfer_state(raw.get("state")), self._ms(x) / 1000.0)
 
-    async def withdraw(self, x: Calls, req: TransferRequest) -> TransferReceipt:
+    async def withdraw(
+        self, x: Calls, req: TransferRequest, from_wallet: str | None = None
+    ) -> TransferReceipt:
         """private/withdraw from the main account with our client id as nonce (no network parameter:
-        Deribit withdraws each currency on its one chain; a tag is for ccxt's address check only)."""
+        Deribit withdraws each currency on its one chain; a tag is for ccxt's address check only).
+        Deribit withdraws only from the main account: a route starting at a subaccount is refused."""
+        if from_wallet is not None:
+            accounts = await self.accounts(x)
+            if accounts.resolve(from_wallet) != accounts.main:
+                raise TransferRefused(
+                    f"deribit: {req.route} starts at subaccount {from_wallet}; Deribit withdraws only from the "
+                    "main account (move the money there by an internal route first)"
+                )
         params: dict[str, Any] = {"nonce": self.client_id(req.client_id)}
         if req.tag:
             params["tag"] = req.tag

@@ -215,7 +215,9 @@ class OkxProfile(Profile):
         return None
 
     # --- withdrawals ----------------------------------------------------------------------------------
-    async def withdraw(self, x: Calls, req: TransferRequest) -> TransferReceipt:
+    async def withdraw(
+        self, x: Calls, req: TransferRequest, from_wallet: str | None = None
+    ) -> TransferReceipt:
         if not req.address:
             raise TransferRefused(f"{req.route}: a withdrawal needs an address")
         cid = self.client_id(req.client_id)
