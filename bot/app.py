@@ -22,6 +22,7 @@ from bot.sim.market import AssetProcess, Market
 from bot.store.db import make_engine
 from bot.store.repo import Store
 from bot.venues.live.ports import LiveAccount, LiveOrders, LiveTransfers, LiveVenue, LiveWorld
+from bot.venues.live.profiles import PROFILES
 from bot.venues.paper import PaperAccount, PaperExchange, PaperOrders, PaperTransfers, PaperVenue
 
 log = structlog.get_logger("marginbot.app")
@@ -70,6 +71,7 @@ def compile_policy(s: Settings) -> Policy:
                 step=r.step,
                 settle_seconds=r.settle_seconds,
                 tag=r.tag,
+                exclusive=_exclusive(s, r.from_, r.method),
             )
         )
     a = s.approvals
@@ -87,6 +89,17 @@ def compile_policy(s: Settings) -> Policy:
         approvals=approvals,
         max_data_age_seconds=s.bot.max_data_age_seconds,
         derisk_wait_seconds=s.buffers.derisk_wait_seconds,
+    )
+
+
+def _exclusive(s: Settings, source: str, method: str) -> bool:
+    """A route whose sending venue takes no client id for it: at most one open intent on it at a time."""
+    conn = s.connection(source)
+    if conn is None:
+        return False
+    profile = PROFILES[conn[0]]
+    return not (
+        profile.takes_transfer_client_id if method == "internal" else profile.takes_withdrawal_client_id
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from bot.core.actions import IntentStatus
 from bot.core.decide import crosscheck_gap, decide
 from bot.core.margin import Figures
 from bot.engine.clock import SimClock
@@ -223,3 +224,30 @@ async def test_a_rate_limited_transfer_is_recorded_as_not_sent(sqlite_url: str) 
     assert rows
     assert all(r["status"] == "failed" for r in rows)
     assert "429" in (rows[0]["error"] or "")
+
+
+def test_a_route_without_client_ids_carries_one_open_move_at_a_time() -> None:
+    """Binance universal transfers take no client id: while one is open on a route, new legs take another route."""
+    snap = builders.snapshot("v1", usdt=1_000_000.0)
+    busy = builders.intent("r1", "10000", status=IntentStatus.SUBMITTED)
+    for exclusive, expect_r1 in ((False, True), (True, False)):
+        r1 = dataclasses.replace(builders.route("r1", max_amount="100000"), exclusive=exclusive)
+        r2 = builders.route("r2", fee="5")
+        out = decide(builders.world({"v1": snap}, intents=(busy,)), builders.policy((r1, r2)))
+        routes = {p.action.route for p in out.actions}
+        assert "r2" in routes
+        assert ("r1" in routes) is expect_r1
+
+
+def test_compiled_routes_are_exclusive_where_the_sender_takes_no_client_id() -> None:
+    """Binance internal transfers and Bybit withdrawals are found by history: their routes are exclusive."""
+    from bot.app import compile_policy
+
+    data = live_data()
+    for item in (*data["venues"], *data["accounts"]):
+        item["exchange"] = "binance"
+        item["live"]["credentials"] = "bn"
+    p = compile_policy(settings_from_dict(data))
+    assert all(r.exclusive for r in p.routes)
+    okx = compile_policy(settings_from_dict(live_data()))
+    assert not any(r.exclusive for r in okx.routes)

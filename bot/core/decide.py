@@ -115,12 +115,16 @@ def _automatic_spent(world: World) -> Decimal:
 
 
 def _usable_routes(routes: list[RouteSpec], world: World) -> list[RouteSpec]:
-    """Routes with no unknown-outcome intent and no failure in the cooldown window."""
+    """Routes with no unknown-outcome intent and no failure in the cooldown window; a route whose venue takes
+    no client id (`exclusive`) also waits while any intent on it is open (one at a time: its lookups match
+    by asset, amount and time, which two open moves of one size would confuse)."""
+    exclusive = {r.name for r in routes if r.exclusive}
     blocked = {
         i.route
         for i in world.intents
         if i.status is IntentStatus.UNKNOWN
         or (i.status is IntentStatus.FAILED and world.now - i.created_at < FAILED_ROUTE_COOLDOWN_SECONDS)
+        or (i.route in exclusive and i.status in OPEN_STATUSES)
     }
     return [r for r in routes if r.name not in blocked]
 

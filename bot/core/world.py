@@ -63,6 +63,7 @@ class RouteSpec:
     step: Decimal
     settle_seconds: float
     tag: str | None = None
+    exclusive: bool = False  # the sending venue takes no client id: one open intent at a time on this route
 
 
 @dataclass(frozen=True, slots=True)

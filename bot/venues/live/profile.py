@@ -145,6 +145,7 @@ class Profile:
     margin_wallet: ClassVar[str]  # ccxt account type of a venue's margin account
     funding_wallet: ClassVar[str]  # default ccxt account type of a treasury account
     takes_transfer_client_id: ClassVar[bool] = True  # False: one open intent per route and asset (Binance)
+    takes_withdrawal_client_id: ClassVar[bool] = True  # False: withdrawals are found by history (Bybit)
 
     def default_wallet(self, margin_model: str) -> str:
         """The margin wallet of a venue whose config names none, by its `margin_model`."""

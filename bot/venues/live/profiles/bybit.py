@@ -157,6 +157,7 @@ class BybitProfile(Profile):
     budget = BUDGETS["bybit"]
     margin_wallet = "unified"
     funding_wallet = "funding"
+    takes_withdrawal_client_id = False  # requestId is sent, but the history does not show it
 
     def options(self) -> dict[str, Any]:
         # no unified-account probe (query-api + account/info) before the first private call, and linear
