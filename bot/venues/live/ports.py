@@ -125,6 +125,7 @@ class LiveWorld:
         self.wallets: dict[str, str] = {}
         creds: dict[str, Credentials] = {}
         problems: list[str] = []
+        missing: set[str] = set()
         ends: list[tuple[str, str, str | None, float]] = []
         models = {v.name: v.margin_model for v in settings.venues}
         for v in settings.venues:
@@ -142,10 +143,13 @@ class LiveWorld:
             profile_cls = PROFILES[exchange]
             conn = self.connections.get(key)
             if conn is None:
+                if key[1] in missing:
+                    continue
                 try:
                     cred = creds.get(key[1]) or load_credentials(key[1], exchange, env=env)
                 except ConfigError as e:
                     problems.extend(e.problems)
+                    missing.add(key[1])
                     continue
                 creds[key[1]] = cred
                 profile = profile_cls()
@@ -207,7 +211,7 @@ class LiveWorld:
         if problems:
             raise KeyRejected("; ".join(problems))
         for w in warnings:
-            log.warning("api key", detail=w)
+            log.info("api key", detail=w)
         return warnings
 
 
