@@ -17,7 +17,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar, Protocol
 
 from bot.core.margin import Figures, Position
-from bot.errors import OrderRefused, TransferRefused
+from bot.errors import MarginbotError, OrderRefused, TransferRefused
 from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest, TransferState
 from bot.venues.live.budget import Budget
 
@@ -258,22 +258,40 @@ class Profile:
                 return seconds(d.get("updated")) or seconds(d.get("timestamp")) or 0.0
         return None
 
-    async def place(self, x: Calls, req: OrderRequest, contract_size: float, now: float) -> OrderReceipt:
+    def order_params(self, req: OrderRequest) -> dict[str, Any]:
+        """Our client id and reduce-only in ccxt's unified names (ccxt maps them to the venue's)."""
         params: dict[str, Any] = {"clientOrderId": self.client_id(req.client_id)}
         if req.reduce_only:
             params["reduceOnly"] = True
+        return params
+
+    def order_size(self, x: Calls, req: OrderRequest, contract_size: float) -> tuple[float, float]:
+        """(ccxt's amount for `req.qty` base units, base units per unit of that amount)."""
+        return order_amount(req.qty, contract_size), contract_size
+
+    async def place(self, x: Calls, req: OrderRequest, contract_size: float, now: float) -> OrderReceipt:
+        """One market order, sent once; an answer without the fill (OKX, Bybit) is read back once by client
+        id, and if that read fails the receipt stays not done (unknown) for reconciliation."""
+        amount, unit = self.order_size(x, req, contract_size)
         order: dict[str, Any] = await x.move(
             "order",
             "create_order",
             req.symbol,
             "market",
             req.side,
-            order_amount(req.qty, contract_size),
+            amount,
             None,
-            params,
+            self.order_params(req),
             refused=OrderRefused,
         )
-        return order_receipt(order, req, contract_size, now)
+        placed = order_receipt(order, req, unit, now)
+        if placed.done:
+            return placed
+        try:
+            found = await self.lookup_order(x, req, contract_size, now)
+        except MarginbotError:  # placed, but the fill could not be read: unknown until reconciled
+            found = None
+        return found if found is not None else placed
 
     async def lookup_order(
         self, x: Calls, req: OrderRequest, contract_size: float, now: float

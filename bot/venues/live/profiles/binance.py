@@ -59,7 +59,6 @@ from bot.venues.live.profile import (
     Profile,
     Withdrawal,
     num,
-    order_amount,
     order_receipt,
     ratio_figures,
     seconds,
@@ -403,26 +402,9 @@ class BinanceProfile(Profile):
         return None
 
     # --- orders -----------------------------------------------------------------------------------------
-    async def place(self, x: Calls, req: OrderRequest, contract_size: float, now: float) -> OrderReceipt:
-        params: dict[str, Any] = {
-            "clientOrderId": self.client_id(req.client_id),
-            "newOrderRespType": "RESULT",
-            **self._papi(OrderRefused),
-        }
-        if req.reduce_only:
-            params["reduceOnly"] = True
-        order: dict[str, Any] = await x.move(
-            "order",
-            "create_order",
-            req.symbol,
-            "market",
-            req.side,
-            order_amount(req.qty, contract_size),
-            None,
-            params,
-            refused=OrderRefused,
-        )
-        return order_receipt(order, req, contract_size, now)
+    def order_params(self, req: OrderRequest) -> dict[str, Any]:
+        """newClientOrderId, reduce-only, the fill in the answer (RESULT), papi for portfolio margin."""
+        return {**super().order_params(req), "newOrderRespType": "RESULT", **self._papi(OrderRefused)}
 
     async def lookup_order(
         self, x: Calls, req: OrderRequest, contract_size: float, now: float

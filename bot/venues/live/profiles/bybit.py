@@ -22,7 +22,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from bot.core.margin import Figures
-from bot.errors import MarginbotError, OrderRefused, TransferRefused
+from bot.errors import TransferRefused
 from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest, TransferState
 from bot.venues.live.budget import BUDGETS
 from bot.venues.live.profile import (
@@ -31,7 +31,6 @@ from bot.venues.live.profile import (
     Profile,
     Withdrawal,
     num,
-    order_amount,
     order_receipt,
     ratio_figures,
     seconds,
@@ -305,32 +304,6 @@ class BybitProfile(Profile):
         return Withdrawal(receipt, tx.get("txid") or None)
 
     # --- orders -------------------------------------------------------------------------------------------
-    async def place(self, x: Calls, req: OrderRequest, contract_size: float, now: float) -> OrderReceipt:
-        """A market order with our orderLinkId; the answer carries only ids, so the fill is read back."""
-        link = self.client_id(req.client_id)
-        params: dict[str, Any] = {"clientOrderId": link}
-        if req.reduce_only:
-            params["reduceOnly"] = True
-        order: dict[str, Any] = await x.move(
-            "order",
-            "create_order",
-            req.symbol,
-            "market",
-            req.side,
-            order_amount(req.qty, contract_size),
-            None,
-            params,
-            refused=OrderRefused,
-        )
-        placed = order_receipt(order, req, contract_size, now)
-        if placed.done:
-            return placed
-        try:
-            found = await self.lookup_order(x, req, contract_size, now)
-        except MarginbotError:  # placed, but the fill could not be read: unknown until reconciled
-            found = None
-        return found if found is not None else placed
-
     async def lookup_order(
         self, x: Calls, req: OrderRequest, contract_size: float, now: float
     ) -> OrderReceipt | None:

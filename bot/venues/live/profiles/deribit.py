@@ -521,29 +521,22 @@ class DeribitProfile(Profile):
         return Withdrawal(receipt, str(txid) if txid else None)
 
     # --- orders -------------------------------------------------------------------------------------
-    async def place(self, x: Calls, req: OrderRequest, contract_size: float, now: float) -> OrderReceipt:
-        """private/buy|sell, market IOC, label = our client id. `amount` is base coin for linear
-        instruments (not contracts: `contract_size` is not applied), rounded down to min_trade_amount."""
+    def order_size(self, x: Calls, req: OrderRequest, contract_size: float) -> tuple[float, float]:
+        """`amount` is base coin for linear instruments (not contracts: `contract_size` is not applied),
+        rounded down to min_trade_amount."""
         market = self._market(x, req.symbol, OrderRefused)
         step = Decimal(repr(num((market.get("precision") or {}).get("amount")) or 1e-8))
         amount = (req.qty / step).to_integral_value(rounding=ROUND_DOWN) * step
         if amount <= 0:
             raise OrderRefused(f"deribit: {req.qty} {req.symbol} is below the minimum amount {step}")
+        return float(amount), 1.0
+
+    def order_params(self, req: OrderRequest) -> dict[str, Any]:
+        """private/buy|sell, market IOC, label = our client id."""
         params: dict[str, Any] = {"label": self.client_id(req.client_id), "timeInForce": "IOC"}
         if req.reduce_only:
             params["reduceOnly"] = True
-        order: dict[str, Any] = await x.move(
-            "order",
-            "create_order",
-            req.symbol,
-            "market",
-            req.side,
-            float(amount),
-            None,
-            params,
-            refused=OrderRefused,
-        )
-        return order_receipt(order, req, 1.0, now)
+        return params
 
     async def lookup_order(
         self, x: Calls, req: OrderRequest, contract_size: float, now: float

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from bot.core.margin import Figures
-from bot.errors import MarginbotError, OrderRefused, TransferRefused, VenueError
+from bot.errors import MarginbotError, TransferRefused, VenueError
 from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest, TransferState
 from bot.venues.live.budget import BUDGETS
 from bot.venues.live.profile import (
@@ -32,7 +32,6 @@ from bot.venues.live.profile import (
     Profile,
     Withdrawal,
     num,
-    order_amount,
     order_receipt,
     ratio_figures,
     seconds,
@@ -269,29 +268,12 @@ class OkxProfile(Profile):
         return None
 
     # --- orders ---------------------------------------------------------------------------------------
-    async def place(self, x: Calls, req: OrderRequest, contract_size: float, now: float) -> OrderReceipt:
-        cid = self.client_id(req.client_id)
-        params: dict[str, Any] = {"clOrdId": cid}  # tdMode: ccxt sends "cross"
+    def order_params(self, req: OrderRequest) -> dict[str, Any]:
+        """clOrdId and reduce-only; the placement answer carries no fill, so the base reads it back."""
+        params: dict[str, Any] = {"clOrdId": self.client_id(req.client_id)}  # tdMode: ccxt sends "cross"
         if req.reduce_only:
             params["reduceOnly"] = True
-        created: dict[str, Any] = await x.move(
-            "order",
-            "create_order",
-            req.symbol,
-            "market",
-            req.side,
-            order_amount(req.qty, contract_size),
-            None,
-            params,
-            refused=OrderRefused,
-        )
-        try:  # the placement answer carries no fill: read the order once
-            order: dict[str, Any] = await x.read(
-                "lookup", "fetch_order", created.get("id"), req.symbol, {"clOrdId": cid}
-            )
-        except MarginbotError:
-            return order_receipt(created, req, contract_size, now)  # no status: done False
-        return order_receipt(order, req, contract_size, now)
+        return params
 
     async def lookup_order(
         self, x: Calls, req: OrderRequest, contract_size: float, now: float
