@@ -154,10 +154,9 @@ async def _transfer_waits(exchange: str, samples: int, ccxt_limiter: bool) -> li
         conn = world.by_name["funding"]
         await conn.ensure()
         waits = []
+        idle = conn.caller.gate.budget.period + 0.05  # an isolated transfer: our window has rolled
         for i in range(samples):
-            await asyncio.sleep(
-                1.2 if ccxt_limiter else 0.05
-            )  # an isolated transfer: the bucket had time to refill
+            await asyncio.sleep(1.2 if ccxt_limiter else idle)  # ccxt's bucket, too, had time to refill
             req = TransferRequest(
                 client_id=f"{i:032x}",
                 route=route.name,
