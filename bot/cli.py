@@ -255,7 +255,8 @@ async def _run(
         while True:
             started = clock.now()
             result = await bot.cycle()
-            store.put_blob(PAPER_BLOB, json.dumps(paper_state.dump(wired.exchange)), result.now)
+            if rehearsal is None and wired.exchange.books:  # a paper world carries on at the next `run`
+                store.put_blob(PAPER_BLOB, json.dumps(paper_state.dump(wired.exchange)), result.now)
             typer.echo(_status_line(result, bot))
             if once or stop.is_set() or (deadline is not None and clock.now() >= deadline):
                 break

@@ -209,3 +209,27 @@ def test_api_url_rebases_every_endpoint_and_keeps_its_path() -> None:
     assert rebase_urls({"rest": "https://{hostname}"}, "http://127.0.0.1:9/p", "www.okx.com") == {
         "rest": "http://127.0.0.1:9/p"
     }
+
+
+@pytest.mark.parametrize(
+    ("exchange", "marker"),
+    [
+        ("binance", "testnet.binancefuture.com"),
+        ("okx", "x-simulated-trading"),
+        ("bybit", "api-testnet."),
+        ("deribit", "test.deribit.com"),
+    ],
+)
+async def test_sandbox_points_each_exchange_at_its_testnet_and_never_retries_or_throttles(
+    exchange: str, marker: str
+) -> None:
+    """`sandbox = true` selects the testnet; ccxt's limiter and retry-on-failure are off either way."""
+    from bot.venues.live.client import make_exchange
+
+    ex = make_exchange(exchange, None, sandbox=True)
+    try:
+        assert marker in str(ex.urls["api"]) + str(ex.headers)
+        assert ex.enableRateLimit is False
+        assert ex.options["maxRetriesOnFailure"] == 0
+    finally:
+        await ex.close()
