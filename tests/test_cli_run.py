@@ -73,9 +73,21 @@ def test_the_default_config_is_the_paper_one(tmp_path: Path, monkeypatch) -> Non
 
 
 def test_bench_reports_each_workload_as_json(tmp_path: Path) -> None:
-    """`bench --json` reports the three standard workloads with their figures (a short run)."""
+    """`bench --json` reports the paper workloads with their figures (a short run; the live ones are below)."""
     res = CliRunner().invoke(
-        app, ["bench", "--config", str(PAPER), "--json", "--runs", "1", "--year-steps", "2000"]
+        app,
+        [
+            "bench",
+            "--config",
+            str(PAPER),
+            "--json",
+            "--runs",
+            "1",
+            "--year-steps",
+            "2000",
+            "--only",
+            "decide_10x50,hedge_plan,reaction,simulate_year",
+        ],
     )
     assert res.exit_code == 0, res.output
     w = json.loads(res.stdout)["workloads"]
@@ -84,3 +96,22 @@ def test_bench_reports_each_workload_as_json(tmp_path: Path) -> None:
     assert w["simulate_year"]["median_seconds"] > 0
     assert w["reaction"]["samples_per_run"] > 0
     assert w["reaction"]["p99_ms"] >= w["reaction"]["p50_ms"] > 0
+
+
+def test_bench_refuses_an_unknown_workload() -> None:
+    """`--only` names workloads; an unknown one is bad input (exit 2) listing the known ones."""
+    res = CliRunner().invoke(app, ["bench", "--config", str(PAPER), "--only", "nope"])
+    assert res.exit_code == 2
+    assert "ccxt_snapshot" in res.stderr
+
+
+async def test_the_live_workloads_measure_a_snapshot_and_a_transfer_through_ccxt() -> None:
+    """The live bench parses every position through ccxt and sends a transfer without a client-side wait."""
+    from bot.bench_live import _snapshot_figures, _transfer_waits
+
+    figures = await _snapshot_figures("okx", 5, 2)
+    assert figures["parse_ms"] > 0
+    assert figures["requests"] >= 2
+    waits = await _transfer_waits("bybit", 1, False)
+    assert len(waits) == 1
+    assert 0 < waits[0] < 0.5
