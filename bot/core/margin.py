@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 INF = math.inf
 
@@ -163,3 +163,14 @@ def topup_usd(f: Figures, target: float, incoming_usd: float) -> float:
 def sweep_usd(f: Figures, target: float) -> float:
     """USD of equity that can leave so the buffer falls back to `target` (never below what IM needs)."""
     return max(0.0, f.equity - equity_for_buffer(f.im, target))
+
+
+def scale_params(base: MarginParams, factor: float) -> MarginParams:
+    """A margin-rate hike: every rate (and the portfolio shocks) multiplied by `factor`."""
+    return replace(
+        base,
+        tiers=tuple(Tier(t.up_to, t.rate * factor, t.cum * factor) for t in base.tiers),
+        im_rate=min(1.0, base.im_rate * factor),
+        pm_min_rate=base.pm_min_rate * factor,
+        pm_shocks=tuple(s * factor for s in base.pm_shocks),
+    )

@@ -11,11 +11,11 @@ transfer freezes and timeouts after the effect. Orders and order books are in `p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot.core.execution import Book
-from bot.core.margin import Figures, MarginParams, Position, Tier, build_tiers, figures
+from bot.core.margin import Figures, MarginParams, Position, build_tiers, figures, scale_params
 from bot.core.numbers import to_decimal
 from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
@@ -86,17 +86,6 @@ def _params(v: VenueModel) -> MarginParams:
         im_multiplier=p.im_multiplier,
         pm_min_rate=p.pm_min_rate,
         pm_shocks=tuple(p.pm_shocks),
-    )
-
-
-def scale_params(base: MarginParams, factor: float) -> MarginParams:
-    """A margin-rate hike: every rate (and the portfolio shocks) multiplied by `factor`."""
-    return replace(
-        base,
-        tiers=tuple(Tier(t.up_to, t.rate * factor, t.cum * factor) for t in base.tiers),
-        im_rate=min(1.0, base.im_rate * factor),
-        pm_min_rate=base.pm_min_rate * factor,
-        pm_shocks=tuple(s * factor for s in base.pm_shocks),
     )
 
 

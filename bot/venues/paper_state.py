@@ -9,9 +9,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from bot.core.margin import Position
+from bot.core.margin import Position, scale_params
 from bot.venues.base import OrderReceipt, OrderRequest, TransferRequest, TransferState
-from bot.venues.paper import Liquidation, PaperExchange, PaperTransfer, scale_params
+from bot.venues.paper import Liquidation, PaperExchange, PaperTransfer
 from bot.venues.paper_orders import PaperOrder
 
 
