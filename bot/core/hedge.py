@@ -164,6 +164,7 @@ class OrderAction:
     est_price: float
     est_slippage_bps: float
     note: str = ""
+    effect: str = ""  # projected effect on the venue's margin (core.whatif), for the audit and notifications
 
     @property
     def signed(self) -> float:
@@ -220,6 +221,7 @@ class OrderView:
     status: OrderStatus
     created_at: float
     acknowledged: bool = False
+    effect: str = ""  # the projected margin effect when it was sent (not kept in the store)
 
     @property
     def key(self) -> str:

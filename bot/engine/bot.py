@@ -26,6 +26,7 @@ from bot.core.derisk import plan_derisk
 from bot.core.fsm import VenueState
 from bot.core.margin import Figures
 from bot.core.policy import Regime
+from bot.core.whatif import with_effects
 from bot.core.world import DAY_SECONDS, AccountSnapshot, IntentView, Policy, VenueSnapshot, World
 from bot.engine.alerts import AlertBook, RaisedAlert
 from bot.engine.clock import Clock
@@ -250,9 +251,12 @@ class Bot:
                 busy = self.hedger.busy_venues | halted_venues
                 derisk = plan_derisk(world, self.policy, decision, busy=busy)
                 alerts = (*alerts, *derisk.alerts)
-                order_outcomes.extend(await self.hedger.send(derisk.orders, now))
+                order_outcomes.extend(
+                    await self.hedger.send(with_effects(world.snapshots, derisk.orders), now)
+                )
             if hedge_plan.orders and (not controls.halted or all(o.reduce_only for o in hedge_plan.orders)):
-                order_outcomes.extend(await self.hedger.send(hedge_plan.orders, now))
+                planned_orders = with_effects(world.snapshots, hedge_plan.orders)
+                order_outcomes.extend(await self.hedger.send(planned_orders, now))
         if self._unreconciled:
             alerts = (
                 *alerts,

@@ -53,6 +53,7 @@ def view_of(a: OrderAction, now: float) -> OrderView:
         reason=a.reason,
         status=OrderStatus.APPROVED,
         created_at=now,
+        effect=a.effect,
     )
 
 
@@ -113,7 +114,8 @@ class OrderDesk:
                     f"{o.venue}: {self._what(o)} {status.value}: {r.filled} at {r.avg_price:,.2f}",
                     desk=self.desk,
                     venue=o.venue,
-                    detail=f"order {o.id} ({how}); venue ref {r.venue_ref}; fee {r.fee:,.2f}",
+                    detail=f"order {o.id} ({how}); venue ref {r.venue_ref}; fee {r.fee:,.2f}"
+                    + (f"; projected {o.effect}" if o.effect else ""),
                 )
             ],
         )
@@ -135,7 +137,7 @@ class OrderDesk:
                     f"{o.venue}: {self._what(o)} {status.value}",
                     desk=self.desk,
                     venue=o.venue,
-                    detail=f"order {o.id}: {why}",
+                    detail=f"order {o.id}: {why}" + (f"; projected {o.effect}" if o.effect else ""),
                 )
             ],
         )

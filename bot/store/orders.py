@@ -137,6 +137,8 @@ class OrderRecords:
                     "params_hash": action.params_hash,
                     "note": action.note,
                 }
+                if action.effect:
+                    data["projected"] = action.effect
                 self._audit(conn, ts, "order.created", data, action.venue)
                 self._notes(conn, ts, notes)
         except SAIntegrityError as e:
