@@ -7,6 +7,7 @@ reaction          breach observed → transfer intent durably committed (SQLite 
 hedge_plan        one hedge program's decision: strategy + books walked + margin headroom -> orders, in µs
 ccxt_snapshot     one live venue snapshot (50 positions) through ccxt against the fake servers (bench_live)
 transfer_wait     client-side wait before a live transfer leaves, ours against ccxt's limiter (bench_live)
+stress_grid       the stress projection of 10 venues × 500 positions under 100 scenarios, vectorised (bench_stress)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from bot.app import build, compile_policy, open_store
 from bot.bench_live import bench_ccxt_snapshot, bench_transfer_wait
+from bot.bench_stress import bench_stress
 from bot.core.actions import TransferKind
 from bot.core.approvals import ApprovalPolicy
 from bot.core.decide import decide
@@ -293,6 +295,7 @@ def run_all(
         "simulate_year": lambda: bench_simulate(settings, runs, year_steps, progress),
         "ccxt_snapshot": lambda: bench_ccxt_snapshot(runs, progress),
         "transfer_wait": lambda: bench_transfer_wait(runs, progress),
+        "stress_grid": lambda: bench_stress(runs, progress),
     }
     unknown = sorted((only or frozenset()) - set(jobs))
     if unknown:
