@@ -1076,6 +1076,33 @@ def audit_export(
     _guard(body)
 
 
+# --- stress ----------------------------------------------------------------------------------------------
+@app.command()
+def stress(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    regime: Annotated[
+        str | None, typer.Option("--regime", help="normal or high_vol (default: bot.regime of the config).")
+    ] = None,
+) -> None:
+    """Projected utilization per venue under a shock grid, top-ups needed, treasury coverage.
+
+    Exit 1 when a scenario is not covered or liquidates a venue (a scheduler can alert on it).
+    """
+
+    def body() -> None:
+        from bot import stress_cmd
+
+        s = _settings(config)
+        out = stress_cmd.run(s, db, regime)
+        typer.echo(json.dumps(stress_cmd.to_json(out), indent=2) if as_json else stress_cmd.render(out))
+        if not out.report.ok:
+            raise typer.Exit(1)
+
+    _guard(body)
+
+
 # --- bench -----------------------------------------------------------------------------------------------
 @app.command()
 def bench(

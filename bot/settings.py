@@ -363,6 +363,18 @@ class HedgeModel(Model):
         return self
 
 
+# shock type -> (the keys it needs, the keys it may also take); see bot/core/stress_grid.py
+SHOCK_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "price": (("pct",), ("asset",)),
+    "vol": (("factor",), ("asset", "venue")),
+    "funding": (("pct",), ("venue",)),
+    "margin_rates": (("factor",), ("venue",)),
+    "haircut": (("asset", "value"), ("venue",)),
+    "freeze": (("venue",), ()),
+    "liquidity": (("factor",), ("venue",)),
+}
+
+
 class ShockModel(Model):
     type: Literal["price", "margin_rates", "haircut", "freeze", "vol", "funding", "liquidity"]
     asset: Asset | None = None
@@ -371,9 +383,22 @@ class ShockModel(Model):
     factor: Annotated[float, Field(gt=0, le=100)] | None = None
     value: Ratio | None = None
 
+    @model_validator(mode="after")
+    def _keys(self) -> ShockModel:
+        needs, may = SHOCK_KEYS[self.type]
+        missing = [k for k in needs if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"{self.type} needs {' and '.join(missing)}")
+        stray = [k for k in ("asset", "venue", "pct", "factor", "value") if k not in needs + may]
+        stray = [k for k in stray if getattr(self, k) is not None]
+        if stray:
+            takes = ", ".join(needs + may)
+            raise ValueError(f"{self.type} takes no {' or '.join(stray)} (it takes {takes})")
+        return self
+
 
 class StressScenarioModel(Model):
-    name: Annotated[str, Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=80)]
     shocks: list[ShockModel] = Field(min_length=1)
 
 
@@ -495,9 +520,43 @@ class Settings(BaseSettings):
             on_paper = any(inst.venue in paper_venues for inst in h.instruments)
             if h.asset not in priced and on_paper:
                 problems.append(f"hedges[{h.name}].asset: market.prices has no {h.asset}")
+        problems.extend(self._stress_checks())
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _stress_checks(self) -> list[str]:
+        """`[[stress.scenarios]]`: unique names; shocks name venues (or, to freeze, accounts) and assets that exist."""
+        problems: list[str] = []
+        names = [sc.name for sc in self.stress.scenarios]
+        for n in sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"stress.scenarios: the name {n!r} is used twice")
+        venues = {v.name for v in self.venues}
+        accounts = {a.name for a in self.accounts}
+        assets = set(self.market.prices) | STABLES
+        for v in self.venues:
+            for keys in (v.paper, v.live):
+                if keys is not None:
+                    assets |= set(keys.haircuts)
+            if v.paper is not None:
+                assets |= set(v.paper.collateral) | {p.base for p in v.paper.positions}
+            if v.live is not None:
+                assets |= {sym.split("/", 1)[0] for sym in v.live.symbols}
+        assets |= {a for acc in self.accounts for a in acc.balances} | {r.asset for r in self.routes}
+        assets |= {h.asset for h in self.hedges}
+        for sc in self.stress.scenarios:
+            for i, x in enumerate(sc.shocks):
+                where = f"stress.scenarios[{sc.name}].shocks[{i}]"
+                if x.venue is not None and x.type == "freeze" and x.venue not in venues | accounts:
+                    problems.append(f"{where}.venue: no venue or account named {x.venue!r}")
+                elif x.venue is not None and x.type != "freeze" and x.venue not in venues:
+                    problems.append(f"{where}.venue: no venue named {x.venue!r}")
+                if x.asset is not None and x.asset not in assets:
+                    problems.append(
+                        f"{where}.asset: {x.asset} is not in market.prices, nor held, priced, routed or hedged "
+                        "anywhere in this config"
+                    )
+        return problems
 
     def connection(self, name: str) -> tuple[str, str, bool, str | None] | None:
         """(exchange, credentials, sandbox, api_url) of a ccxt venue or account: one exchange client each."""
