@@ -34,7 +34,6 @@ app.add_typer(audit_app, name="audit")
 
 T = TypeVar("T")
 
-PAPER_BLOB = "blob:paper-exchange"
 
 ConfigOpt = Annotated[
     Path | None,
@@ -228,7 +227,7 @@ async def _run(
         except BaseException:
             await wired.live.close()
             raise
-    saved = store.get_flag(PAPER_BLOB) if rehearsal is None else None
+    saved = store.get_flag(paper_state.PAPER_BLOB) if rehearsal is None else None
     if saved is not None:  # the paper exchange carries on where the last run left it
         paper_state.restore(wired.exchange, json.loads(saved))
     last = [clock.now()]
@@ -256,7 +255,9 @@ async def _run(
             started = clock.now()
             result = await bot.cycle()
             if rehearsal is None and wired.exchange.books:  # a paper world carries on at the next `run`
-                store.put_blob(PAPER_BLOB, json.dumps(paper_state.dump(wired.exchange)), result.now)
+                store.put_blob(
+                    paper_state.PAPER_BLOB, json.dumps(paper_state.dump(wired.exchange)), result.now
+                )
             typer.echo(_status_line(result, bot))
             if once or stop.is_set() or (deadline is not None and clock.now() >= deadline):
                 break

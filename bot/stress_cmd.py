@@ -23,7 +23,6 @@ from decimal import Decimal
 from typing import Any
 
 from bot.app import compile_policy, market_from_settings, open_store
-from bot.cli import PAPER_BLOB
 from bot.core.policy import Regime
 from bot.core.stress import ScenarioStress, StressReport, VenueStress, assess
 from bot.core.stress_grid import Shock, StressScenario, default_grid, project, underlyings
@@ -33,6 +32,7 @@ from bot.settings import Settings
 from bot.venues import paper_state
 from bot.venues.live.ports import LiveAccount, LiveVenue, LiveWorld
 from bot.venues.paper import PaperExchange
+from bot.venues.paper_state import PAPER_BLOB
 
 RISK_ARRAY = "bot.core.risk_array"
 

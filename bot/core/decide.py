@@ -22,11 +22,16 @@ from bot.core.fsm import Trigger, VenueState, transition
 from bot.core.margin import Figures, figures, sweep_usd, topup_usd
 from bot.core.numbers import round_down, to_decimal
 from bot.core.policy import Level, level
-from bot.core.routing import Leg, plan_sweep, plan_topup, route_remaining
+from bot.core.routing import (
+    Leg,
+    blocked_routes,
+    plan_sweep,
+    plan_topup,
+    route_remaining,
+)
 from bot.core.world import DAY_SECONDS, IntentView, Policy, RouteSpec, VenueSnapshot, World
 
 ZERO = Decimal(0)
-FAILED_ROUTE_COOLDOWN_SECONDS = 300.0
 SWEEP_MIN_FRACTION = 0.01  # a sweep capped below 1% of equity waits until there is more to return
 SWEEP_MM_MARGIN = 0.9  # a sweep leaves the liquidation ratio at most 90% of its alert level
 
@@ -115,17 +120,9 @@ def _automatic_spent(world: World) -> Decimal:
 
 
 def _usable_routes(routes: list[RouteSpec], world: World) -> list[RouteSpec]:
-    """Routes with no unknown-outcome intent and no failure in the cooldown window; a route whose venue takes
-    no client id (`exclusive`) also waits while any intent on it is open (one at a time: its lookups match
-    by asset, amount and time, which two open moves of one size would confuse)."""
-    exclusive = {r.name for r in routes if r.exclusive}
-    blocked = {
-        i.route
-        for i in world.intents
-        if i.status is IntentStatus.UNKNOWN
-        or (i.status is IntentStatus.FAILED and world.now - i.created_at < FAILED_ROUTE_COOLDOWN_SECONDS)
-        or (i.route in exclusive and i.status in OPEN_STATUSES)
-    }
+    """Routes with no unknown-outcome intent, no failure in the cooldown window, and (an `exclusive` route,
+    whose venue takes no client id) no open intent: `routing.blocked_routes` says which and why."""
+    blocked = blocked_routes(routes, world.intents, world.now)
     return [r for r in routes if r.name not in blocked]
 
 

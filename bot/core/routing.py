@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.actions import SPENT_STATUSES
+from bot.core.actions import OPEN_STATUSES, SPENT_STATUSES, IntentStatus
 from bot.core.numbers import round_down, round_up, to_decimal
 from bot.core.world import DAY_SECONDS, IntentView, RouteSpec
 
@@ -120,3 +120,21 @@ def plan_sweep(
         taken[r.asset] = taken.get(r.asset, 0.0) + float(amount)
         left -= delivered
     return legs
+
+
+FAILED_ROUTE_COOLDOWN_SECONDS = 300.0  # a route whose transfer failed rests this long
+
+
+def blocked_routes(routes: Iterable[RouteSpec], intents: Iterable[IntentView], now: float) -> dict[str, str]:
+    """Routes the bot would not use now, and why: the same rule as `decide`."""
+    routes = list(routes)
+    exclusive = {r.name for r in routes if r.exclusive}
+    out: dict[str, str] = {}
+    for i in intents:
+        if i.status is IntentStatus.UNKNOWN:
+            out.setdefault(i.route, f"transfer {i.id} of unknown outcome")
+        elif i.status is IntentStatus.FAILED and now - i.created_at < FAILED_ROUTE_COOLDOWN_SECONDS:
+            out.setdefault(i.route, "a transfer failed in the last few minutes")
+        elif i.route in exclusive and i.status in OPEN_STATUSES:
+            out.setdefault(i.route, f"one move at a time and {i.id} is open")
+    return out

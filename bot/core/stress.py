@@ -26,12 +26,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferKind
-from bot.core.decide import FAILED_ROUTE_COOLDOWN_SECONDS
+from bot.core.actions import IntentStatus, TransferKind
 from bot.core.margin import Figures, topup_usd
 from bot.core.numbers import round_up, to_decimal
 from bot.core.policy import Band, Regime, VenuePolicy
-from bot.core.routing import Leg, plan_topup, route_remaining
+from bot.core.routing import Leg, blocked_routes, plan_topup, route_remaining
 from bot.core.stress_grid import Projection, StressScenario, shocked
 from bot.core.world import AccountSnapshot, IntentView, Policy, RouteSpec, VenueSnapshot
 
@@ -137,21 +136,6 @@ def _key(x: float) -> float:
 
 def _usd(x: float) -> Decimal:
     return round_up(to_decimal(max(0.0, x)), USD_STEP) if math.isfinite(x) else Decimal("1e15")
-
-
-def blocked_routes(routes: Iterable[RouteSpec], intents: Iterable[IntentView], now: float) -> dict[str, str]:
-    """Routes the bot would not use now, and why: the same rule as `decide`."""
-    routes = list(routes)
-    exclusive = {r.name for r in routes if r.exclusive}
-    out: dict[str, str] = {}
-    for i in intents:
-        if i.status is IntentStatus.UNKNOWN:
-            out.setdefault(i.route, f"transfer {i.id} of unknown outcome")
-        elif i.status is IntentStatus.FAILED and now - i.created_at < FAILED_ROUTE_COOLDOWN_SECONDS:
-            out.setdefault(i.route, "a transfer failed in the last few minutes")
-        elif i.route in exclusive and i.status in OPEN_STATUSES:
-            out.setdefault(i.route, f"one move at a time and {i.id} is open")
-    return out
 
 
 def _in_flight(

@@ -14,6 +14,8 @@ from bot.venues.base import OrderReceipt, OrderRequest, TransferRequest, Transfe
 from bot.venues.paper import Liquidation, PaperExchange, PaperTransfer
 from bot.venues.paper_orders import PaperOrder
 
+PAPER_BLOB = "blob:paper-exchange"  # the store key the paper world is kept under between runs
+
 
 def _dec(d: dict[str, Decimal]) -> dict[str, str]:
     return {k: str(v) for k, v in d.items()}
