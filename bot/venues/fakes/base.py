@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
 from aiohttp import web
 
-from bot.errors import OrderRefused, TransferRefused, UnknownOutcome, VenueUnavailable
+from bot.errors import UnknownOutcome, VenueUnavailable
 from bot.settings import RouteModel, Settings
 from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest
 from bot.venues.paper import PaperExchange
@@ -63,7 +64,7 @@ class Account:
     wallets: dict[str, str] = field(default_factory=dict)  # venue's wallet id -> paper venue/account name
 
 
-class FakeExchange:
+class FakeExchange(ABC):
     """An aiohttp app over a PaperExchange. Subclasses add the exchange's routes in `routes()`."""
 
     exchange_id: ClassVar[str]
@@ -71,9 +72,9 @@ class FakeExchange:
     FUNDING_WALLET: ClassVar[str]  # the venue's own id of the funding / spot wallet
 
     @classmethod
+    @abstractmethod
     def market_for(cls, symbol: str) -> Market:
         """The instrument this fake lists for a unified symbol (venue id, contract size)."""
-        raise NotImplementedError
 
     def __init__(
         self,
@@ -104,8 +105,9 @@ class FakeExchange:
         self.url = ""
 
     # --- to override --------------------------------------------------------------------------------
+    @abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add the exchange's endpoints to the app."""
 
     def endpoint_of(self, request: web.Request) -> str:
         """The endpoint kind of a request (faults and the hit log use it)."""
@@ -290,9 +292,6 @@ class FakeExchange:
         return None if o is None else (o.req, o.receipt)
 
 
-REFUSALS = (TransferRefused, OrderRefused)
-
-
 def deposit_history(paper: PaperExchange, destination: str, asset: str) -> list[dict[str, Any]]:
     """Withdrawals into `destination` as its deposit history: txid = the sender's reference."""
     out = []
@@ -307,7 +306,3 @@ def deposit_history(paper: PaperExchange, destination: str, asset: str) -> list[
                 }
             )
     return out
-
-
-def as_float_map(m: Mapping[str, Decimal]) -> dict[str, float]:
-    return {k: float(v) for k, v in m.items()}

@@ -25,7 +25,6 @@ How a ccxt error class maps (read = fetch_*, move = transfer / withdraw / create
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -253,7 +252,3 @@ class Caller:
     ) -> Any:
         """A money-moving call: sent once. Unknown outcomes are raised as UnknownOutcome, never retried."""
         return await self._once(kind, method, args, kwargs, move=True, refused=refused)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -12,12 +12,13 @@ units. `contract_size` converts, and every receipt is in base units.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from typing import Any, ClassVar, Protocol
 
 from bot.core.margin import Figures, Position
-from bot.errors import MarginbotError, OrderRefused, TransferRefused
+from bot.errors import MarginbotError, OrderRefused
 from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest, TransferState
 from bot.venues.live.budget import Budget
 
@@ -137,7 +138,7 @@ def order_receipt(order: dict[str, Any], req: OrderRequest, contract_size: float
     )
 
 
-class Profile:
+class Profile(ABC):
     """One exchange's particulars. Subclasses override what their exchange does differently."""
 
     exchange_id: ClassVar[str]
@@ -173,9 +174,10 @@ class Profile:
         total = balance.get("total") or {}
         return {a: float(q) for a, q in total.items() if num(q)}
 
+    @abstractmethod
     async def reported(self, x: Calls, balance: dict[str, Any]) -> Figures | None:
         """The venue's own account-level figures (normalised), from raw fields; None where it has none."""
-        raise NotImplementedError(f"{self.exchange_id}: account figures are not parsed yet")
+        ...
 
     async def positions(self, x: Calls) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await x.read("positions", "fetch_positions")
@@ -222,24 +224,25 @@ class Profile:
         return None
 
     # --- money moves --------------------------------------------------------------------------------
+    @abstractmethod
     async def transfer(
         self, x: Calls, req: TransferRequest, from_wallet: str, to_wallet: str
-    ) -> TransferReceipt:
-        raise NotImplementedError(f"{self.exchange_id}: internal transfers are not built")
+    ) -> TransferReceipt: ...
 
+    @abstractmethod
     async def lookup_transfer(
         self, x: Calls, req: TransferRequest, from_wallet: str, to_wallet: str
-    ) -> TransferReceipt | None:
-        raise NotImplementedError(f"{self.exchange_id}: transfer lookups are not built")
+    ) -> TransferReceipt | None: ...
 
+    @abstractmethod
     async def withdraw(
         self, x: Calls, req: TransferRequest, from_wallet: str | None = None
     ) -> TransferReceipt:
         """Withdraw from `from_wallet` (the source's wallet) to the route's address."""
-        raise NotImplementedError(f"{self.exchange_id}: withdrawals are not built")
+        ...
 
-    async def lookup_withdrawal(self, x: Calls, req: TransferRequest) -> Withdrawal | None:
-        raise NotImplementedError(f"{self.exchange_id}: withdrawal lookups are not built")
+    @abstractmethod
+    async def lookup_withdrawal(self, x: Calls, req: TransferRequest) -> Withdrawal | None: ...
 
     async def deposit_settled_at(
         self, x: Calls, asset: str, txid: str | None, amount: Decimal, since: float | None
@@ -293,10 +296,7 @@ class Profile:
             found = None
         return found if found is not None else placed
 
+    @abstractmethod
     async def lookup_order(
         self, x: Calls, req: OrderRequest, contract_size: float, now: float
-    ) -> OrderReceipt | None:
-        raise NotImplementedError(f"{self.exchange_id}: order lookups are not built")
-
-
-REFUSED = TransferRefused  # re-exported for profiles: a money move refused by the venue
+    ) -> OrderReceipt | None: ...
