@@ -18,11 +18,19 @@ import pytest
 from sqlalchemy import select
 
 from bot.core.decide import crosscheck_gap
-from bot.errors import KeyRejected, OrderRefused, RateLimited, TransferRefused
+from bot.errors import (
+    KeyRejected,
+    MarginbotError,
+    OrderRefused,
+    RateLimited,
+    TransferRefused,
+    VenueError,
+    VenueUnavailable,
+)
 from bot.settings import Settings, settings_from_dict
 from bot.store.tables import notifications
 from bot.venues.base import OrderRequest, TransferRequest, TransferState
-from bot.venues.fakes.okx import FakeOkx
+from bot.venues.fakes.okx import LEGACY_UNKNOWN_CLIENT_ID, UNKNOWN_CLIENT_ID, FakeOkx
 from bot.venues.live.ports import LiveOrders, LiveTransfers, LiveVenue, LiveWorld
 from bot.venues.live.profiles.okx import (
     OkxProfile,
@@ -417,7 +425,7 @@ async def test_a_transfer_sends_our_client_id_and_a_repeat_moves_money_once(twin
 
 
 async def test_a_transfer_lookup_hidden_for_two_polls_is_none_then_the_receipt(twin: Twin) -> None:
-    """OKX answers 51000 "Parameter clientId error" while it does not show the id: that is "not found"."""
+    """OKX answers 58129 (naming clientId) while it does not show the id: that is "not found"."""
     assert twin.world is not None
     live = LiveTransfers(twin.world, None)
     req = transfer_request(twin.settings, "fund-okx", "1000")
@@ -428,6 +436,43 @@ async def test_a_transfer_lookup_hidden_for_two_polls_is_none_then_the_receipt(t
     found = await live.lookup(req)
     assert found is not None
     assert found.state is TransferState.SETTLED
+
+
+async def test_a_transfer_okx_does_not_know_answers_58129_and_is_not_found(twin: Twin) -> None:
+    """transfer-state for an unknown clientId is code 58129 (OKX since 2023): the lookup says "not found"."""
+    assert twin.world is not None
+    assert UNKNOWN_CLIENT_ID[0] == "58129"
+    req = transfer_request(twin.settings, "fund-okx", "1000")
+    assert await LiveTransfers(twin.world, None).lookup(req) is None
+    assert [h.status for h in fake_of(twin).hits if h.path.endswith("/asset/transfer-state")] == [200]
+
+
+async def test_the_answer_before_2023_51000_parameter_client_id_error_is_not_found_too(twin: Twin) -> None:
+    """OKX's older answer for an unknown clientId, 51000 "Parameter clientId error", still means not found."""
+    assert twin.world is not None
+    fake_of(twin).unknown_client_id = LEGACY_UNKNOWN_CLIENT_ID
+    req = transfer_request(twin.settings, "fund-okx", "1000")
+    assert await LiveTransfers(twin.world, None).lookup(req) is None
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (("51000", "Parameter ccy error"), VenueError),  # a parameter error about another field
+        (("58129", "transId is incorrect or does not match"), VenueError),  # 58129 about another field
+        (("58127", "Main account API Key does not support current transfer type parameter"), VenueError),
+        (("50013", "System is busy, please try again later"), VenueUnavailable),
+    ],
+)
+async def test_a_transfer_state_error_that_is_not_about_our_client_id_is_no_answer(
+    twin: Twin, answer: tuple[str, str], error: type[MarginbotError]
+) -> None:
+    """Only an unknown clientId means "not found": other codes raise, and the intent stays as it is."""
+    assert twin.world is not None
+    fake_of(twin).unknown_client_id = answer
+    req = transfer_request(twin.settings, "fund-okx", "1000")
+    with pytest.raises(error, match=answer[0]):
+        await LiveTransfers(twin.world, None).lookup(req)
 
 
 async def test_a_not_found_lookup_is_one_request(twin: Twin) -> None:
@@ -636,7 +681,7 @@ async def test_the_signature_covers_the_path_query_and_body(twin: Twin) -> None:
                 return r.status, json.loads(await r.text())
 
         status, answer = await call("GET", path, "", "")
-        assert (status, answer["code"]) == (200, "51000")  # signed correctly; the id is unknown
+        assert (status, answer["code"]) == (200, "58129")  # signed correctly; the id is unknown
         body = json.dumps({"ccy": "USDT", "amt": "1", "from": "6", "to": "18", "clientId": "x1"})
         status, answer = await call("POST", "/api/v5/asset/transfer", body.replace('"1"', '"100"'), body)
         assert (status, answer["code"]) == (401, "50113")
@@ -696,3 +741,35 @@ async def test_a_top_up_timing_out_after_its_effect_reconciles_to_one_effect(twi
     assert [i[3] for i in topups] == ["confirmed"]
     assert len(twin.ccxt.paper.effects) == 1
     assert_parity(twin)
+
+
+async def test_a_top_up_whose_post_got_a_5xx_before_any_effect_fails_after_the_lag(twin: Twin) -> None:
+    """A 503 on asset/transfer leaves the top-up unknown; transfer-state answers 58129 for its clientId, so
+    past bot.reconcile_lag_seconds it is failed (never reached the venue), not unknown for ever; the route
+    is free again and the next top-up lands once."""
+    await twin.cycle()
+    fake = fake_of(twin)
+    fake.add_fault("5xx", "transfer")
+    twin.shock("BTC", 0.05)
+    await twin.cycle()
+    assert [i[3] for i in intents(twin.ccxt) if i[1] == "fund-okx"] == ["unknown"]
+    assert twin.ccxt.paper.effects == []
+    lag = twin.settings.bot.reconcile_lag_seconds
+    waited = 0.0
+    while waited <= lag:
+        await twin.cycle(30)
+        waited += 30
+        if waited < lag:  # within the lag a "not found" changes nothing
+            assert next(i[3] for i in intents(twin.ccxt) if i[1] == "fund-okx") == "unknown"
+    await twin.cycle(30)
+    assert [i[3] for i in intents(twin.ccxt) if i[1] == "fund-okx"] == ["failed"]
+    for _ in range(20):  # the engine asks again after its retry backoff
+        await twin.cycle(30)
+        if len(intents(twin.ccxt)) > 1:
+            break
+    await twin.cycle(30)
+    assert [i[3] for i in intents(twin.ccxt) if i[1] == "fund-okx"] == ["failed", "confirmed"]
+    assert len(twin.ccxt.paper.effects) == 1
+    looked = [h for h in fake.hits if h.path.endswith("/asset/transfer-state")]
+    assert looked
+    assert all(h.status == 200 for h in looked)

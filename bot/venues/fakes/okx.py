@@ -10,8 +10,10 @@ Served, all under /api/v5 (OKX's paths and field names):
            GET trade/order (by clOrdId or ordId)
 
 The wire as OKX documents it: {"code": "0", "msg": "", "data": [...]}. Business errors come with HTTP 200 and
-a code ccxt maps (58350 insufficient balance → InsufficientFunds, 51603 → OrderNotFound, 51000 "Parameter
-clientId error" for a transfer-state lookup of an unknown clientId, …); an order's refusal is code "1" with
+a code ccxt maps (58350 insufficient balance → InsufficientFunds, 51603 → OrderNotFound, …); a transfer-state
+lookup of a clientId OKX does not know answers 58129 (`UNKNOWN_CLIENT_ID`; ccxt 4.5.90 does not map it, so it
+arrives as a plain ExchangeError; before March 2023 OKX answered 51000 "Parameter clientId error", kept as
+`LEGACY_UNKNOWN_CLIENT_ID`; `unknown_client_id` selects the answer); an order's refusal is code "1" with
 data[0].sCode / sMsg; auth errors are HTTP 401 (50111 key, 50105 passphrase, 50113 signature, 50102
 timestamp); 429 carries 50011. Private requests must carry OK-ACCESS-KEY, OK-ACCESS-PASSPHRASE,
 OK-ACCESS-TIMESTAMP (ISO, within 30 s) and OK-ACCESS-SIGN = base64(HMAC-SHA256(secret, timestamp + method +
@@ -62,6 +64,13 @@ TRANSFER_STATES = {
     TransferState.FAILED: "failed",
 }
 STATUS_CODES = {401: "50113", 418: "50011", 429: "50011", 500: "50026", 503: "50013", 504: "50004"}
+# GET asset/transfer-state?clientId= for an id OKX does not know. The code and a msg naming clientId are what
+# OKX answers in production (tiagosiebler/okx-api test/private.read.test.ts, getFundsTransferState with an
+# unknown clientId: 51000 until its commit 119d767 of March 2023, 58129 since; GaloyMoney/stablesats-rs #313 and
+# #314, okex-client/src/client/error.rs "58129" => ParameterClientIdNotFound). OKX's exact wording is not
+# published with the code: the msg here is a stand-in that names the parameter, as the real one does.
+UNKNOWN_CLIENT_ID = ("58129", "clientId is incorrect or does not match")
+LEGACY_UNKNOWN_CLIENT_ID = ("51000", "Parameter clientId error")
 
 ENDPOINTS = {
     ("GET", "/public/instruments"): "markets",
@@ -163,6 +172,7 @@ class FakeOkx(FakeExchange):
         self.ip = "127.0.0.1"  # account/config: the key's IP whitelist ("" = none)
         self.received: list[tuple[str, dict[str, Any]]] = []  # (endpoint kind, body or query) of every write
         self._auth_code = STATUS_CODES[401]
+        self.unknown_client_id = UNKNOWN_CLIENT_ID  # (code, msg) of transfer-state for a clientId not shown
         super().__init__(paper, settings, account, markets, hang_seconds=hang_seconds)
 
     @classmethod
@@ -649,7 +659,7 @@ class FakeOkx(FakeExchange):
         else:
             return fail("50014", "Parameter transId can not be empty")
         if found is None or not self._internal(found) or self.hidden(found.req.client_id):
-            return fail("51000", "Parameter transId error" if tid else "Parameter clientId error")
+            return fail("51000", "Parameter transId error") if tid else fail(*self.unknown_client_id)
         r = found.req
         row = {
             "transId": number_of(found.ref),

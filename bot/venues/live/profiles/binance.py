@@ -38,6 +38,13 @@ process has already tied to one intent (its answer, or an earlier match) is neve
 
 A tranId or a withdrawal id in the answer means Binance accepted the move: the receipt is pending until the
 history says CONFIRMED / completed. An answer without one carries no status (unknown).
+
+"Not found": the transfer history answers a page without our row (ccxt reads `rows` or `data`, default
+[]) and the withdrawal history filtered by withdrawOrderId an empty list. An order queried by
+origClientOrderId that Binance does not have is HTTP 400 {"code": -2013, "msg": "Order does not exist."}
+(developers.binance.com, USDⓈ-M "Query Order" and the error-code list; ccxt 4.5.90: -2013 → OrderNotFound
+in the common map and in the portfolioMargin map, so fapi and papi agree). -2011 (UNKNOWN_ORDER) answers a
+cancel, not a query.
 """
 
 from __future__ import annotations
@@ -413,7 +420,7 @@ class BinanceProfile(Profile):
         try:
             order: dict[str, Any] = await x.read("lookup", "fetch_order", None, req.symbol, params)
         except VenueError as e:
-            if "OrderNotFound" in str(e):  # -2013 "Order does not exist.": not (yet) at the venue
+            if "OrderNotFound" in str(e):  # -2013 "Order does not exist." (ccxt: OrderNotFound)
                 return None
             raise
         return order_receipt(order, req, contract_size, now)

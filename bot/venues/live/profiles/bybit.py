@@ -12,6 +12,14 @@ and orders, and how each is looked up again.
 - Transfers carry our id as `transferId` (a UUID: ccxt invents a fresh one when none is sent, so a repeat
   would be a new transfer) and are looked up by it. Withdrawals carry it as `requestId`, but the history has
   no such field: they are found by address, amount and time. Orders carry it as `orderLinkId`.
+
+"Not found" is an empty list on every lookup here, never an error code: GET
+/v5/asset/transfer/query-inter-transfer-list?transferId= (retCode 0, result.list []; thrasher-corp/
+gocryptotrader's TestGetInternalTransferRecords queries a fresh UUID with live keys and expects no error),
+/v5/asset/withdraw/query-record, and /v5/order/history and /v5/order/realtime filtered by orderLinkId
+(bybit-exchange.github.io/docs/v5/order/order-list). Bybit's "order not exists" codes (110001; 170213 spot;
+ccxt 4.5.90 maps both to OrderNotFound) answer cancel / amend, which this profile does not send, and the ccxt
+list methods used here raise nothing for an empty list.
 """
 
 from __future__ import annotations

@@ -15,6 +15,14 @@ the transfer and on the withdrawal and answers a repeat with the first one, so i
 find it in `get_transfers` / `get_withdrawals` (records without a nonce are matched by amount, other side
 and time as a fallback).
 
+"Not found" is an empty list on every lookup here: get_transfers / get_withdrawals are pages of records
+(`data`), and private/get_order_state_by_label returns the array of recent orders with that label
+(docs.deribit.com, private-get_order_state_by_label; an unknown label as [] is read from the docs, not seen
+against production). Deribit's error codes for a missing thing answer other calls: 10004 order_not_found (an
+order id or label given to cancel / edit / get_order_state; ccxt 4.5.90 → OrderNotFound), 11053
+transfer_not_found and 13020 not_found (ccxt: "Instrument is not found"), both ExchangeError; none is taken
+as "not found" here.
+
 Quantities: for linear perpetuals Deribit's `amount` (orders, positions, book) is in the base coin, while
 ccxt's market `contractSize` is the instrument's contract size (0.001 BTC): ccxt amounts here are base units.
 """

@@ -11,6 +11,19 @@ Raw fields read here, as ccxt 4.5.90 keeps OKX's answers in `info`:
   - `GET /api/v5/asset/withdrawal-history?clientId=` → state "2" sent, "-1" failed, "-2" canceled, other
     numbers pending (review, travel rule, hot-wallet top-up …).
 
+"Not found" — what OKX answers for an id it does not know (or does not show yet); only these return None:
+  - transfer-state: code 58129 with a msg naming clientId (since March 2023), earlier 51000 "Parameter
+    clientId error". Seen against production by tiagosiebler/okx-api (test/private.read.test.ts,
+    getFundsTransferState with an unknown clientId; 51000 → 58129 in its commit 119d767) and
+    GaloyMoney/stablesats-rs (#313, #314: okex-client error.rs "58129" => ParameterClientIdNotFound).
+    ccxt 4.5.90's okx exceptions map has no 58129 (it arrives as ExchangeError) and maps 51000 to
+    BadRequest, so the code and msg are read from the answer's body, not from ccxt's class.
+  - withdrawal-history filtered by clientId: code "0" with an empty data list (stablesats-rs a2f88134).
+  - trade/order by clOrdId: 51603 "Order does not exist" (okx-api's live test; ccxt maps it to
+    OrderNotFound).
+Any other code (a parameter error about another field, auth, rate limit, busy) is raised: the intent stays
+as it is and reconciliation asks again.
+
 What ccxt leaves out: `transfer()` and `withdraw()` parse no status and `create_order` no fill, so each is
 followed by one read of the same record by our client id; when that read fails the receipt says "unknown"
 (state None, done False) and reconciliation finishes the job. OKX's withdrawal `amt` excludes the fee (the
@@ -19,6 +32,7 @@ venue debits amt + fee), so `amt` = our gross amount − the route's fee.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -44,6 +58,10 @@ TRANSFER_STATES = {
 }
 WITHDRAWAL_DONE = "2"
 WITHDRAWAL_FAILED = frozenset({"-1", "-2"})
+# transfer-state's answers for a clientId OKX does not know (see the module docstring for the sources)
+UNKNOWN_CLIENT_ID_CODES = frozenset({"58129", "51000"})
+_BODY_CODE = re.compile(r'"code"\s*:\s*"(-?\d+)"')
+_BODY_MSG = re.compile(r'"msg"\s*:\s*"([^"]*)"')
 
 
 # --- pure normalisers of OKX's raw answers ----------------------------------------------------------------
@@ -120,6 +138,19 @@ def withdrawal_state_of(row: dict[str, Any]) -> TransferState | None:
     if state in WITHDRAWAL_FAILED:
         return TransferState.FAILED
     return TransferState.PENDING if state.lstrip("-").isdigit() else None
+
+
+def error_body(text: str) -> tuple[str | None, str]:
+    """The code and msg of the OKX error body an error's text carries (ccxt raises with "okx {body}")."""
+    code, msg = _BODY_CODE.search(text), _BODY_MSG.search(text)
+    return (code.group(1) if code else None), (msg.group(1) if msg else "")
+
+
+def unknown_client_id(text: str) -> bool:
+    """True for transfer-state's "this clientId is unknown": 58129 (or, before 2023, 51000) naming clientId.
+    The same codes about another parameter (ccy, transId, type …) are not "not found"."""
+    code, msg = error_body(text)
+    return code in UNKNOWN_CLIENT_ID_CODES and "clientid" in msg.lower()
 
 
 def _says(e: BaseException, *words: str) -> bool:
@@ -204,7 +235,7 @@ class OkxProfile(Profile):
         try:
             raw = await x.read("lookup", "private_get_asset_transfer_state", {"clientId": cid})
         except VenueError as e:
-            if _says(e, "51000", "clientId"):  # OKX: "Parameter clientId error" for an id it does not have
+            if unknown_client_id(str(e)):  # 58129 (51000 before 2023): OKX does not know this clientId
                 return None
             raise
         rows = raw.get("data") if isinstance(raw, dict) else None
@@ -282,7 +313,7 @@ class OkxProfile(Profile):
         try:
             order: dict[str, Any] = await x.read("lookup", "fetch_order", None, req.symbol, {"clOrdId": cid})
         except VenueError as e:
-            if _says(e, "OrderNotFound"):  # 51603 "Order does not exist"
+            if _says(e, "OrderNotFound"):  # 51603 "Order does not exist" (ccxt okx exceptions: OrderNotFound)
                 return None
             raise
         if not order or not order.get("id"):
