@@ -18,6 +18,7 @@ from decimal import Decimal
 
 from bot.core.actions import OPEN_STATUSES, SPENT_STATUSES, IntentStatus, TransferAction, TransferKind
 from bot.core.approvals import BREAK_GLASS, Allowed, NeedsApproval, Verdict, evaluate
+from bot.core.assets import landed_value, price_of, unit_value
 from bot.core.fsm import Trigger, VenueState, transition
 from bot.core.margin import Figures, figures, sweep_usd, topup_usd
 from bot.core.numbers import round_down, to_decimal
@@ -38,7 +39,7 @@ SWEEP_MM_MARGIN = 0.9  # a sweep leaves the liquidation ratio at most 90% of its
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    kind: str  # utilization | mm_ratio | derisk | stale | crosscheck | capacity | approval | denied | unknown_intent
+    kind: str  # utilization | mm_ratio | derisk | stale | crosscheck | capacity | unpriced | approval | denied | …
     severity: str  # info | warning | critical
     venue: str
     asset: str | None
@@ -91,7 +92,9 @@ def _incoming_usd(
     total = 0.0
     for i in intents:
         if i.kind is TransferKind.TOPUP and i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN):
-            total += float(i.amount - i.fee) * prices.get(i.asset, 1.0) * (1.0 - haircuts.get(i.asset, 0.0))
+            total += landed_value(
+                i.asset, i.amount - i.fee, usd=i.usd, amount=i.amount, prices=prices, haircuts=haircuts
+            )
     return total
 
 
@@ -287,6 +290,17 @@ def decide(world: World, policy: Policy) -> Decision:
                 f"top up {need:,.0f} USD to reach {_pct(band.target)}"
             )
             reasons.append(why)
+            unpriced = sorted({r.asset for r in routes if price_of(r.asset, snap.prices) is None})
+            if unpriced:
+                alerts.append(
+                    Alert(
+                        "unpriced",
+                        "critical",
+                        name,
+                        unpriced[0],
+                        f"{name}: no price read for {', '.join(unpriced)}: routes in it carry nothing",
+                    )
+                )
             if short > 0:
                 alerts.append(
                     Alert(
@@ -477,14 +491,12 @@ def _break_glass(
         return None
     leg = legs[0]
     r = leg.route
-    price = to_decimal(snap.prices.get(r.asset, 1.0))
+    price = to_decimal(price_of(r.asset, snap.prices) or 0.0)  # a leg exists only for a priced asset
     amount = min(leg.amount, round_down(cap_usd / price, r.step))  # never above the break-glass amount
     if amount < r.min_amount or amount <= r.fee:
         return None
     usd = (amount * price).quantize(Decimal("0.01"))
-    delivered = (
-        float(amount - r.fee) * snap.prices.get(r.asset, 1.0) * (1.0 - snap.haircuts.get(r.asset, 0.0))
-    )
+    delivered = float(amount - r.fee) * unit_value(r.asset, snap.prices, snap.haircuts)
     u_after = f.im / (f.equity + delivered) if f.equity + delivered > 0 else float("inf")
     action = TransferAction(
         kind=TransferKind.TOPUP,
@@ -525,7 +537,7 @@ def _plan_legs(
         r = leg.route
         equity_after += leg.delivered_usd if kind is TransferKind.TOPUP else -leg.delivered_usd
         u_after = f.im / equity_after if equity_after > 0 else float("inf")
-        usd = (leg.amount * to_decimal(prices.get(r.asset, 1.0))).quantize(Decimal("0.01"))
+        usd = (leg.amount * to_decimal(price_of(r.asset, prices) or 0.0)).quantize(Decimal("0.01"))
         action = TransferAction(
             kind=kind,
             venue=venue,

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from bot.core.actions import IntentStatus, TransferKind
 from bot.core.approvals import Allowed
+from bot.core.assets import landed_value
 from bot.core.decide import Alert, Decision
 from bot.core.execution import apply_fill, round_step
 from bot.core.hedge import OrderAction, OrderReason
@@ -42,22 +43,22 @@ def landing_usd(world: World, policy: Policy, decision: Decision, venue: str) ->
     horizon = world.now + policy.derisk_wait_seconds
     total = 0.0
 
-    def value(asset: str, amount: Decimal, fee: Decimal) -> float:
-        return float(amount - fee) * prices.get(asset, 1.0) * (1.0 - haircuts.get(asset, 0.0))
+    def value(asset: str, amount: Decimal, fee: Decimal, usd: Decimal) -> float:
+        return landed_value(asset, amount - fee, usd=usd, amount=amount, prices=prices, haircuts=haircuts)
 
     for i in world.intents:
         r = routes.get(i.route)
         if i.venue != venue or i.kind is not TransferKind.TOPUP or i.status is not IntentStatus.SUBMITTED:
             continue
         if r is not None and i.created_at + r.settle_seconds <= horizon:
-            total += value(i.asset, i.amount, i.fee)
+            total += value(i.asset, i.amount, i.fee, i.usd)
     for p in decision.actions:
         a = p.action
         r = routes.get(a.route)
         if a.venue != venue or a.kind is not TransferKind.TOPUP or not isinstance(p.verdict, Allowed):
             continue
         if r is not None and world.now + r.settle_seconds <= horizon:
-            total += value(a.asset, a.amount, r.fee)
+            total += value(a.asset, a.amount, r.fee, a.usd)
     return total
 
 

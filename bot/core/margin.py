@@ -17,6 +17,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from bot.core.assets import STABLES
+
 INF = math.inf
 
 
@@ -93,10 +95,13 @@ def tiered_mm(notional: float, tiers: tuple[Tier, ...]) -> float:
 def collateral_value(
     collateral: Mapping[str, float], prices: Mapping[str, float], haircuts: Mapping[str, float]
 ) -> float:
-    """Σ collateral × price × (1 − haircut); an asset with no price is a stablecoin at 1."""
+    """Σ collateral × price × (1 − haircut); a stablecoin is priced at 1, an unpriced asset counts for nothing."""
     total = 0.0
     for asset, qty in collateral.items():
-        total += qty * prices.get(asset, 1.0) * (1.0 - haircuts.get(asset, 0.0))
+        price = prices.get(asset)
+        if price is None:
+            price = 1.0 if asset in STABLES else 0.0
+        total += qty * price * (1.0 - haircuts.get(asset, 0.0))
     return total
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.core.actions import OPEN_STATUSES, SPENT_STATUSES, IntentStatus
+from bot.core.assets import price_of, unit_value
 from bot.core.numbers import round_down, round_up, to_decimal
 from bot.core.world import DAY_SECONDS, IntentView, RouteSpec
 
@@ -49,9 +50,11 @@ def route_remaining(route: RouteSpec, intents: Iterable[IntentView], now: float)
 def _order(
     routes: Iterable[RouteSpec], prices: Mapping[str, float], rank: Mapping[str, int]
 ) -> list[RouteSpec]:
-    return sorted(
-        routes, key=lambda r: (rank.get(r.bucket, 9), float(r.fee) * prices.get(r.asset, 1.0), r.name)
-    )
+    def key(r: RouteSpec) -> tuple[int, bool, float, str]:
+        price = price_of(r.asset, prices)
+        return (rank.get(r.bucket, 9), price is None, float(r.fee) * (price or 0.0), r.name)
+
+    return sorted(routes, key=key)
 
 
 def plan_topup(
@@ -74,16 +77,16 @@ def plan_topup(
     for r in _order(routes, prices, rank):
         if left <= 0:
             break
-        unit_value = prices.get(r.asset, 1.0) * (1.0 - haircuts.get(r.asset, 0.0))
-        if unit_value <= 0:
+        unit = unit_value(r.asset, prices, haircuts)
+        if unit <= 0:  # an unpriced asset carries nothing: never sized as if it were a dollar
             continue
-        want = max(round_up(to_decimal(left / unit_value) + r.fee, r.step), r.min_amount)
+        want = max(round_up(to_decimal(left / unit) + r.fee, r.step), r.min_amount)
         balance = available.get(r.source, {}).get(r.asset, ZERO) - spent_from.get((r.source, r.asset), ZERO)
         cap = round_down(min(r.max_amount, remaining.get(r.name, ZERO), balance), r.step)
         if cap < r.min_amount or cap <= r.fee:
             continue
         amount = min(want, cap)
-        delivered = float(amount - r.fee) * unit_value
+        delivered = float(amount - r.fee) * unit
         legs.append(Leg(r, amount, delivered))
         spent_from[(r.source, r.asset)] = spent_from.get((r.source, r.asset), ZERO) + amount
         left -= delivered
@@ -105,17 +108,17 @@ def plan_sweep(
     left = excess_usd
     taken: dict[str, float] = {}
     for r in _order(routes, prices, rank):
-        unit_value = prices.get(r.asset, 1.0) * (1.0 - haircuts.get(r.asset, 0.0))
-        if left <= 0 or unit_value <= 0:
+        unit = unit_value(r.asset, prices, haircuts)
+        if left <= 0 or unit <= 0:
             continue
         held = collateral.get(r.asset, 0.0) - taken.get(r.asset, 0.0)
-        units = min(left / unit_value, held)
+        units = min(left / unit, held)
         if units <= 0:
             continue
         amount = round_down(min(to_decimal(units), r.max_amount, remaining.get(r.name, ZERO)), r.step)
         if amount < r.min_amount or amount <= r.fee:
             continue
-        delivered = float(amount) * unit_value
+        delivered = float(amount) * unit
         legs.append(Leg(r, amount, delivered))
         taken[r.asset] = taken.get(r.asset, 0.0) + float(amount)
         left -= delivered

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from bot.core.actions import IntentStatus, TransferKind
+from bot.core.assets import landed_value
 from bot.core.margin import Figures, topup_usd
 from bot.core.numbers import round_up, to_decimal
 from bot.core.policy import Band, Regime, VenuePolicy
@@ -163,7 +164,9 @@ def _in_flight(
                 or i.created_at + r.settle_seconds > horizon
             ):
                 continue
-        total += float(i.amount - i.fee) * prices.get(i.asset, 1.0) * (1.0 - haircuts.get(i.asset, 0.0))
+        total += landed_value(
+            i.asset, i.amount - i.fee, usd=i.usd, amount=i.amount, prices=prices, haircuts=haircuts
+        )
     return total
 
 

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from bot.core.assets import STABLES
 from bot.core.margin import Figures, figures, scale_params
 from bot.core.world import VenueSnapshot
 
-STABLES = frozenset({"USDT", "USDC", "USD", "DAI", "FDUSD"})
 LIQUIDITY_COST_BPS = 10.0  # exit cost of a position at normal depth, in bps of its notional
 FUNDING_PERIODS = 3  # a funding shock runs for one day of 8-hour periods
 PRICE_MOVES = (0.05, 0.10, 0.20, 0.30)
@@ -233,6 +233,7 @@ class _Book:
     nonstable: Idx  # assets an unnamed price shock moves
     prices: F64  # (V, A) marks, 1.0 where the venue quotes none
     priced: NDArray[np.bool_]  # (V, A)
+    unquoted: F64  # (A,) the value of an asset no venue quotes: 1 for a stablecoin, 0 (worth nothing) else
     haircuts: F64  # (V, A)
     holds: frozenset[tuple[int, int]]  # (venue, asset) with a position: where an asset's vol shock applies
     coll_source: Idx  # (C,) collateral entries, venue by venue in dict order: index into the V·A marks
@@ -333,6 +334,7 @@ def _book(snaps: Sequence[VenueSnapshot]) -> _Book:
         nonstable=np.array([i for a, i in assets.items() if a not in STABLES], dtype=np.intp),
         prices=prices,
         priced=priced,
+        unquoted=np.array([1.0 if a in STABLES else 0.0 for a in assets], dtype=np.float64),
         haircuts=haircuts,
         holds=frozenset(holds),
         coll_source=np.array(coll_source, dtype=np.intp),
@@ -426,7 +428,7 @@ def _shock(book: _Book, scenarios: Sequence[StressScenario], cols: int) -> tuple
                     vol[held, k] *= s.factor
             elif (s.type == "funding" and s.pct is not None) or (s.type == "liquidity" and s.factor):
                 costs.append((k, vs, s))
-    prices = np.where(book.priced[:, :, None], prices, 1.0)
+    prices = np.where(book.priced[:, :, None], prices, book.unquoted[None, :, None])
     rules = _Rules(prices, haircuts, tier_rate, tier_cum, im_rate, pm_min_rate, np.abs(pm_shock * vol))
     return rules, costs
 
