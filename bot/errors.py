@@ -3,7 +3,8 @@
 MarginbotError
 ├── BadInput                 exit 2: fix the config, scenario or arguments
 │   ├── ConfigError          one line per problem, naming the key
-│   └── ScenarioError
+│   ├── ScenarioError
+│   └── StoreMissing         the database URL names no marginbot store (nothing there, or not ours)
 ├── TemporaryError           retry reads later (network blip, outage)
 │   ├── VenueUnavailable     venue unreachable this cycle -> venue goes `stale`
 │   └── RateLimited          back off (carries retry_after seconds)
@@ -40,6 +41,10 @@ class ConfigError(BadInput):
 
 class ScenarioError(BadInput):
     """A scenario file is invalid."""
+
+
+class StoreMissing(BadInput):
+    """The database URL names no marginbot store: nothing there, or something that is not ours."""
 
 
 class TemporaryError(MarginbotError):

@@ -38,13 +38,14 @@ class AppriseSender:
 
     def __init__(self, urls: list[str], timeout: float) -> None:
         self._targets: list[apprise.Apprise] = []
-        for url in urls:
+        problems = []
+        for i, url in enumerate(urls):
             ap = apprise.Apprise()
             if not ap.add(url):
-                raise ValueError(
-                    f"notify.urls: apprise does not understand the URL scheme of {redact_url(url)}"
-                )
+                problems.append(f"notify.urls[{i}]: apprise cannot use {redact_url(url)} (scheme or format)")
             self._targets.append(ap)
+        if problems:
+            raise ValueError("\n".join(problems))
         self._timeout = timeout
 
     @property
@@ -65,6 +66,15 @@ class AppriseSender:
         """Deliver to every destination; raise when any of them failed."""
         for k in range(len(self._targets)):
             await self.send_to(k, title, body, severity)
+
+
+def url_problems(urls: list[str]) -> list[str]:
+    """One line per notify URL apprise cannot use (checked without sending anything)."""
+    try:
+        AppriseSender(urls, 1.0)
+    except ValueError as e:
+        return str(e).splitlines()
+    return []
 
 
 def redact_url(url: str) -> str:

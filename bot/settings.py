@@ -8,19 +8,28 @@ directory (`MARGINBOT_SECRETS_DIR`), never from the TOML file.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from bot.core.actions import canonical_json
-from bot.errors import ConfigError
+from bot.core.assets import STABLES as STABLES  # noqa: PLC0414 -- an explicit re-export: adapters read it here
+from bot.errors import BadInput, ConfigError
 
+ENV_PREFIX = "MARGINBOT_"
 _STRICT = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 Ratio = Annotated[float, Field(ge=0.0, lt=1.0)]
@@ -32,8 +41,52 @@ Asset = Annotated[str, Field(min_length=1, max_length=16, pattern=r"^[A-Z0-9]+$"
 SYMBOL_RE = re.compile(r"^([A-Z0-9]+)/([A-Z0-9]+):([A-Z0-9]+)$")
 
 
+def _takes_bool_or_model(annotation: Any) -> bool:
+    """Whether a field's type names `bool` (or a model, which checks its own fields) anywhere inside it."""
+    if annotation is bool or annotation is Any:
+        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_takes_bool_or_model(a) for a in get_args(annotation))
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list):
+        return any(_holds_bool(x) for x in value)
+    if isinstance(value, dict):
+        return any(_holds_bool(x) for x in value.values())
+    return False
+
+
+class NotABool:
+    """Stands in for a boolean given where a number or text belongs, so that validation names its key."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
 class Model(BaseModel):
     model_config = _STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, data: Any) -> Any:
+        """`true` is not 1: a boolean where a number or text is expected is refused, never coerced."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for key, value in data.items():
+            field = cls.model_fields.get(key) or next(
+                (f for f in cls.model_fields.values() if f.alias == key), None
+            )
+            if field is not None and _holds_bool(value) and not _takes_bool_or_model(field.annotation):
+                out[key] = NotABool(value)
+        return out
 
 
 class BotSection(Model):
@@ -214,7 +267,7 @@ class PaperVenueModel(MarginModelKeys):
 class VenueModel(Model):
     name: Name
     kind: Literal["paper", "ccxt"] = "paper"
-    exchange: str | None = None
+    exchange: Annotated[str, Field(pattern=r"^[a-z0-9]{2,32}$")] | None = None
     margin_model: Literal["cross", "portfolio"] = "cross"
     sandbox: bool = False
     api_url: str | None = None
@@ -231,8 +284,10 @@ class VenueModel(Model):
     def _kind(self) -> VenueModel:
         if self.kind == "paper" and self.paper is None:
             raise ValueError("a paper venue needs a [venues.paper] table")
-        if self.kind == "paper" and (self.live is not None or self.exchange or self.api_url or self.sandbox):
-            raise ValueError('exchange, sandbox, api_url and [venues.live] are for kind = "ccxt"')
+        if self.kind == "paper" and (self.live is not None or self.api_url or self.sandbox):
+            # `exchange` may name the exchange a paper venue stands for (SPEC's example does; `rehearse`
+            # serves the venue as that exchange)
+            raise ValueError('sandbox, api_url and [venues.live] are for kind = "ccxt"')
         if self.kind == "ccxt":
             _check_live(self.exchange, self.api_url)
             if self.paper is not None:
@@ -419,7 +474,7 @@ class Settings(BaseSettings):
     """The whole config. Build it with `load_settings`, which reads TOML and applies env overrides."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MARGINBOT_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         frozen=True,
         extra="forbid",
@@ -483,18 +538,7 @@ class Settings(BaseSettings):
         for rule in self.approvals.rules:
             if rule.route is not None and rule.route not in route_names:
                 problems.append(f"approvals.rules: no route named {rule.route!r}")
-        priced = set(self.market.prices)
-        for v in self.venues:
-            if v.paper is None:
-                continue
-            for i, p in enumerate(v.paper.positions):
-                if p.base not in priced:
-                    problems.append(f"venues[{v.name}].paper.positions[{i}]: market.prices has no {p.base}")
-            for asset in v.paper.collateral:
-                if asset not in priced and asset not in STABLES:
-                    problems.append(
-                        f"venues[{v.name}].paper.collateral.{asset}: market.prices has no {asset}"
-                    )
+        problems.extend(self._route_asset_checks())
         d = self.buffers
         for v in self.venues:
             alert = v.alert_mm_ratio if v.alert_mm_ratio is not None else d.alert_mm_ratio
@@ -507,7 +551,6 @@ class Settings(BaseSettings):
             problems.append(
                 f"approvals.approvers: empty, so no request could ever reach quorum {self.approvals.quorum}"
             )
-        paper_venues = {v.name for v in self.venues if v.kind == "paper"}
         hedge_names = [h.name for h in self.hedges]
         for n in sorted({n for n in hedge_names if hedge_names.count(n) > 1}):
             problems.append(f"hedges: the name {n!r} is used twice")
@@ -517,13 +560,51 @@ class Settings(BaseSettings):
                     problems.append(f"hedges[{h.name}].instruments: no venue named {inst.venue!r}")
             if h.exposure_account is not None and h.exposure_account not in account_names:
                 problems.append(f"hedges[{h.name}].exposure_account: no account named {h.exposure_account!r}")
-            on_paper = any(inst.venue in paper_venues for inst in h.instruments)
-            if h.asset not in priced and on_paper:
-                problems.append(f"hedges[{h.name}].asset: market.prices has no {h.asset}")
         problems.extend(self._stress_checks())
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _route_asset_checks(self) -> list[str]:
+        """A route moves only an asset its venue end takes as collateral (paper: `collateral` or `haircuts`
+        name it; a live venue is checked against the exchange's currency list at start)."""
+        problems: list[str] = []
+        venues = {v.name: v for v in self.venues}
+        for r in self.routes:
+            v = venues.get(r.to) or venues.get(r.from_)
+            if v is None or v.paper is None:
+                continue
+            accepted = set(v.paper.collateral) | set(v.paper.haircuts)
+            if r.asset not in accepted:
+                problems.append(
+                    f"routes[{r.name}].asset: {v.name} does not take {r.asset} as collateral (its "
+                    f"[venues.paper] collateral and haircuts name {', '.join(sorted(accepted)) or 'nothing'})"
+                )
+        return problems
+
+    def paper_price_needs(self) -> dict[str, list[str]]:
+        """Assets the paper world must price, each with the keys that need it (stablecoins are priced at 1)."""
+        needs: dict[str, list[str]] = {}
+
+        def need(asset: str, where: str) -> None:
+            if asset not in STABLES:
+                needs.setdefault(asset, []).append(where)
+
+        paper = {v.name for v in self.venues if v.paper is not None}
+        for v in self.venues:
+            if v.paper is None:
+                continue
+            for i, p in enumerate(v.paper.positions):
+                need(p.base, f"venues[{v.name}].paper.positions[{i}]")
+            for asset in v.paper.collateral:
+                need(asset, f"venues[{v.name}].paper.collateral.{asset}")
+        for r in self.routes:
+            if r.to in paper or r.from_ in paper:
+                need(r.asset, f"routes[{r.name}].asset")
+        for h in self.hedges:
+            if any(i.venue in paper for i in h.instruments):
+                need(h.asset, f"hedges[{h.name}].asset")
+        return needs
 
     def _stress_checks(self) -> list[str]:
         """`[[stress.scenarios]]`: unique names; shocks name venues (or, to freeze, accounts) and assets that exist."""
@@ -592,9 +673,6 @@ class Settings(BaseSettings):
         ).hexdigest()
 
 
-STABLES = frozenset({"USDT", "USDC", "USD", "DAI", "FDUSD"})
-
-
 def _loc(loc: tuple[int | str, ...], data: Any) -> str:
     """Render an error location, naming list items by their `name` where they have one."""
     out = ""
@@ -614,8 +692,8 @@ def _loc(loc: tuple[int | str, ...], data: Any) -> str:
     return out or "config"
 
 
-def format_validation_error(err: ValidationError, data: Any) -> list[str]:
-    """One line per problem, naming the key.
+def format_validation_error(err: ValidationError, data: Any, env: dict[str, str] | None = None) -> list[str]:
+    """One line per problem, naming the key (and the environment variable it came from, if one did).
 
     Cross-checks of the whole file (errors with no location) already name their keys, line by line.
     """
@@ -624,31 +702,103 @@ def format_validation_error(err: ValidationError, data: Any) -> list[str]:
         loc = tuple(
             p for p in e["loc"] if not (isinstance(p, str) and ("function-" in p or p.startswith("[")))
         )
-        where = _loc(loc, data)
+        var = _env_var_for(loc, env or {})
+        where = _loc(loc, None if var else data)
         msg = str(e["msg"]).removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif isinstance(e.get("input"), NotABool):
+            msg = "expected a number or text, not true/false"
         for line in msg.splitlines():
-            lines.append(line if not loc else f"{where}: {line}")
+            lines.append((line if not loc else f"{where}: {line}") + (f" (from {var})" if var else ""))
     return lines
+
+
+def _env_var_for(loc: tuple[int | str, ...], env: dict[str, str]) -> str | None:
+    """The MARGINBOT_… variable that set the value at `loc` (or a table above it), if any."""
+    names = []
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        names.append(part.upper())
+    for n in range(len(names), 0, -1):
+        var = ENV_PREFIX + "__".join(names[:n])
+        if var in env:
+            return var
+    return None
+
+
+def _marginbot_env() -> dict[str, str]:
+    return {k.upper(): v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+
+
+def _complex_key(path: list[str]) -> bool:
+    """Whether the config key at `path` (section, key, …) holds a list or a table (given as JSON in the env)."""
+    model: Any = Settings
+    for i, part in enumerate(path):
+        fields = getattr(model, "model_fields", {})
+        field = fields.get(part)
+        if field is None:
+            return False
+        ann = field.annotation
+        inner = [a for a in (ann, *get_args(ann)) if a is not type(None)]
+        if i == len(path) - 1:
+            return any(
+                getattr(a, "__origin__", a) in (list, dict)
+                or (isinstance(a, type) and issubclass(a, BaseModel))
+                for a in inner
+            )
+        model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return False
+
+
+def _env_json_problems() -> list[str]:
+    """Variables for a list or table whose value is not JSON: pydantic-settings cannot say which one."""
+    problems = []
+    for var, value in sorted(_marginbot_env().items()):
+        path = [p.lower() for p in var.removeprefix(ENV_PREFIX).split("__")]
+        if not _complex_key(path):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            problems.append(
+                f"{var}: not valid JSON; a list or table is given as JSON, e.g. "
+                f"{var}='[\"json://127.0.0.1:8099/\"]' or '{{\"min\": 0.2}}'"
+            )
+    return problems
 
 
 def load_settings(path: str | Path) -> Settings:
     """Read a TOML config, apply env overrides and validate; raise ConfigError with one line per problem."""
     p = Path(path)
-    try:
-        raw = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{p}: cannot read config ({e.strerror or e})") from None
-    try:
-        data = tomllib.loads(raw)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    data = read_toml(p, "config", ConfigError)
     return settings_from_dict(data)
 
 
+def read_toml(p: Path, what: str, error: type[BadInput]) -> dict[str, Any]:
+    """A TOML file as data; `error` (one line naming the file) when it is unreadable, not text, or not TOML."""
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise error(f"{p}: cannot read {what} ({e.strerror or e})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise error(f"{p}: the {what} is UTF-16 text; save it as UTF-8") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{p}: the {what} is not UTF-8 text (byte {e.start}); is it a binary file?") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{p}: not valid TOML: {e}") from None
+
+
 def settings_from_dict(data: dict[str, Any]) -> Settings:
+    env = _marginbot_env()
     try:
         return Settings(**data)
     except ValidationError as e:
-        raise ConfigError(format_validation_error(e, data)) from None
+        raise ConfigError(format_validation_error(e, data, env)) from None
+    except SettingsError as e:  # an environment override pydantic-settings could not parse
+        raise ConfigError(_env_json_problems() or [f"environment: {e}"]) from None

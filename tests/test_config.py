@@ -292,16 +292,6 @@ BAD_CONFIGS = [
         id="route-joining-two-venues",
     ),
     pytest.param(
-        _set("market", "prices", value={"BTC": 60000, "USDC": 1}),
-        ("venues[bybit-main].paper.positions[0]", "ETH"),
-        id="position-asset-without-market-price",
-    ),
-    pytest.param(
-        _set("venues", "okx-main", "paper", "collateral", "SOL", value=100),
-        ("venues[okx-main].paper.collateral.SOL", "market.prices"),
-        id="collateral-asset-without-market-price",
-    ),
-    pytest.param(
         _set("approvals", "approver_secrets", value={"mallory": SHA_OF_X}),
         ("approvals", "approver_secrets", "mallory"),
         id="approver-secret-for-unknown-approver",

@@ -144,7 +144,7 @@ def test_bad_live_configs_are_refused_with_one_clear_line(change: Any, message: 
 
 
 def test_paper_keys_on_a_live_venue_are_refused() -> None:
-    """exchange / api_url on a paper venue is a mistake, not silently ignored."""
+    """api_url on a paper venue is a mistake, not silently ignored (`exchange` may name what it stands for)."""
     data = tomllib.loads(PAPER.read_text())
     data["venues"][0]["api_url"] = "http://127.0.0.1:9"
     with pytest.raises(ConfigError, match="for kind"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -10,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, model_validator
 
 from bot.errors import NotBuilt, ScenarioError
-from bot.settings import SYMBOL_RE, Asset, Model, Name, Settings, format_validation_error
+from bot.settings import SYMBOL_RE, Asset, Model, Name, Settings, format_validation_error, read_toml
 
 Step = Annotated[int, Field(ge=0)]
 
@@ -190,6 +189,11 @@ class Scenario(Model):
             for i, e in enumerate(self.events)
             if e.at >= self.steps
         ]
+        bad += [
+            f"prices.{a}.path: {len(p.path)} prices for {self.steps} steps (one price per step)"
+            for a, p in self.prices.items()
+            if p.path and len(p.path) < self.steps
+        ]
         if bad:
             raise ValueError("\n".join(bad))
         return self
@@ -223,8 +227,14 @@ def check_against(sc: Scenario, s: Settings) -> None:
             problems.append(f"events[{i}].symbol: {e.symbol!r} is not BASE/QUOTE:SETTLE")
         if e.type in NOT_BUILT:
             missing.append(f"events[{i}] ({e.type}): {NOT_BUILT[e.type]} is not available in this release")
-    for asset in {p.base for v in s.venues if v.paper for p in v.paper.positions} - assets:
-        problems.append(f"prices: no price for {asset}, which the config's positions need")
+        if isinstance(e, (Approve, Reject)) and e.approver not in s.approvals.approvers:
+            problems.append(f"events[{i}].approver: {e.approver!r} is not in approvals.approvers")
+    for asset, where in sorted(s.paper_price_needs().items()):
+        if asset not in assets:
+            problems.append(
+                f"prices.{asset}: no price for {asset}, which {', '.join(where[:2])}{', …' if len(where) > 2 else ''}"
+                f" need{'s' if len(where) == 1 else ''} (add [prices.{asset}] here or market.prices to the config)"
+            )
     if problems:
         raise ScenarioError(problems)
     if missing:
@@ -233,12 +243,7 @@ def check_against(sc: Scenario, s: Settings) -> None:
 
 def load_scenario(path: str | Path) -> Scenario:
     p = Path(path)
-    try:
-        data: dict[str, Any] = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScenarioError(f"{p}: cannot read scenario ({e.strerror or e})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{p}: not valid TOML: {e}") from None
+    data: dict[str, Any] = read_toml(p, "scenario", ScenarioError)
     if isinstance(data.get("start"), datetime):
         data["start"] = data["start"].isoformat()
     try:

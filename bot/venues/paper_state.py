@@ -94,7 +94,8 @@ def dump(x: PaperExchange) -> dict[str, Any]:
 
 def restore(x: PaperExchange, state: dict[str, Any]) -> None:
     """Overwrite a freshly built exchange with saved state (books or accounts no longer configured are dropped)."""
-    x.market.prices.update({k: float(v) for k, v in state["prices"].items() if k in x.market.prices})
+    # every saved price carries on; an asset the config no longer prices (no [market] entry) holds still
+    x.market.prices.update({k: float(v) for k, v in state["prices"].items()})
     x.market.version += 1
     for name, b in state["books"].items():
         book = x.books.get(name)

@@ -77,7 +77,7 @@ def config(*, vault: bool = False) -> dict[str, Any]:
                 "funding_rate_8h": 0.0001,
             },
         },
-        {"name": "cold", "paper": {"collateral": {}}},
+        {"name": "cold", "paper": {"collateral": {}, "haircuts": {"USDT": 0.0}}},  # takes USDT
     ]
     accounts: list[dict[str, Any]] = [
         {
