@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -15,11 +16,12 @@ from bot.core.world import Policy, RouteSpec
 from bot.engine.bot import Bot
 from bot.engine.clock import Clock
 from bot.engine.hedger import Hedger
-from bot.errors import ConfigError, NotBuilt
-from bot.notify import AppriseSender, OutboxWorker
+from bot.errors import ConfigError
+from bot.notify import AppriseSender, OutboxWorker, url_problems
 from bot.settings import BandModel, Settings
 from bot.sim.market import AssetProcess, Market
-from bot.store.db import make_engine
+from bot.store.db import check_url, display_url, make_engine
+from bot.store.purpose import SIMULATED, claim, mode_of
 from bot.store.repo import Store
 from bot.venues.live.ports import LiveAccount, LiveOrders, LiveTransfers, LiveVenue, LiveWorld
 from bot.venues.live.profiles import PROFILES
@@ -129,9 +131,40 @@ def compile_hedges(s: Settings) -> tuple[HedgeSpec, ...]:
     )
 
 
-def open_store(s: Settings, db_url: str | None = None, *, synchronous: str = "FULL") -> Store:
-    engine = make_engine(db_url or s.bot.database_url, synchronous=synchronous)
-    return Store(engine, config_hash=s.config_hash, min_severity=s.notify.min_severity)
+# what a command opens the store for: `read` and `write` need an existing marginbot store and create nothing
+# (`read` writes nothing either); `create` makes it where missing; `live`, `rehearsal` and `simulation` also
+# mark it for that use and refuse a store that holds another kind of history (bot/store/purpose.py)
+StorePurpose = Literal["read", "write", "create", "live", "rehearsal", "simulation"]
+
+
+def open_store(
+    s: Settings,
+    db_url: str | None = None,
+    *,
+    synchronous: str = "FULL",
+    purpose: StorePurpose = "create",
+    scenario: str | None = None,
+    ts: float | None = None,
+) -> Store:
+    url = db_url or s.bot.database_url
+    label = "--db" if db_url else "bot.database_url"
+    engine = make_engine(
+        url,
+        synchronous=synchronous,
+        create=purpose not in ("read", "write"),
+        readonly=purpose == "read",
+        label=label,
+    )
+    store = Store(engine, config_hash=s.config_hash, min_severity=s.notify.min_severity)
+    try:
+        if purpose in ("live", "rehearsal", "simulation"):
+            claim(store, purpose, label=label, where=display_url(url), scenario=scenario, ts=ts)
+        elif purpose != "read" and mode_of(store)[0] == "simulation":
+            store.note_status = SIMULATED  # a person acting on a simulation's store: nothing goes out
+    except BaseException:
+        engine.dispose()
+        raise
+    return store
 
 
 def market_from_settings(s: Settings) -> Market:
@@ -148,12 +181,39 @@ def market_from_settings(s: Settings) -> Market:
 
 
 def require_paper(s: Settings, what: str = "simulate") -> None:
+    """`simulate` and `rehearse` replay a paper world: a config with ccxt venues is bad input for them."""
     live = [v.name for v in s.venues if v.kind != "paper"] + [a.name for a in s.accounts if a.kind != "paper"]
     if live:
-        raise NotBuilt(
-            f"{what} runs paper venues only ({', '.join(live)} are ccxt): "
-            'use a config with kind = "paper", or rehearse live venues with `marginbot fake-exchange`'
+        hint = (
+            "rehearse the live path with `marginbot rehearse` and a paper config"
+            if what != "rehearse"
+            else "it serves a paper config's world through fake exchanges (e.g. config/paper.toml)"
         )
+        raise ConfigError(
+            f"venues: {what} runs paper venues and accounts only ({', '.join(live)} are ccxt); {hint}"
+        )
+
+
+def require_prices(s: Settings, priced: set[str], what: str) -> None:
+    """Every asset the paper world must value has a start price; else one line naming them (exit 2)."""
+    missing = {a: w for a, w in sorted(s.paper_price_needs().items()) if a not in priced}
+    if not missing:
+        return
+    listed = "; ".join(f"{a} ({', '.join(w[:2])}{', …' if len(w) > 2 else ''})" for a, w in missing.items())
+    raise ConfigError(
+        f"market.prices: {what} on paper venues needs a start price for {listed}: add them under [market] "
+        "prices = { … } (a scenario brings its own for `simulate`)"
+    )
+
+
+def runtime_problems(s: Settings, db_url: str | None = None) -> list[str]:
+    """What the schema cannot see but `run` would refuse: the database driver and the notify URLs."""
+    problems = []
+    try:
+        check_url(db_url or s.bot.database_url, "--db" if db_url else "bot.database_url")
+    except ConfigError as e:
+        problems.extend(e.problems)
+    return problems + url_problems(list(s.notify.urls))
 
 
 def is_live(s: Settings) -> bool:
@@ -197,7 +257,7 @@ def build(
         try:
             outbox = OutboxWorker(store, AppriseSender(list(s.notify.urls), s.notify.timeout_seconds))
         except ValueError as e:
-            raise ConfigError(str(e)) from None
+            raise ConfigError(str(e).splitlines()) from None
     bot = Bot(
         policy=compile_policy(s),
         venues=[

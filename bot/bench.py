@@ -22,11 +22,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from bot.app import build, compile_policy, open_store
+from bot.app import build, compile_policy, open_store, require_paper, require_prices
 from bot.bench_live import bench_ccxt_snapshot, bench_transfer_wait
 from bot.bench_stress import bench_stress
 from bot.core.actions import TransferKind
 from bot.core.approvals import ApprovalPolicy
+from bot.core.assets import STABLES
 from bot.core.decide import decide
 from bot.core.execution import plan_orders
 from bot.core.fsm import VenueState
@@ -200,7 +201,7 @@ def bench_simulate(settings: Settings, runs: int, steps: int, progress: Progress
     transfers = 0
     for k in range(runs):
         with tempfile.TemporaryDirectory(prefix="marginbot-bench-") as d:
-            store = open_store(settings, f"sqlite:///{Path(d) / 'sim.db'}")
+            store = open_store(settings, f"sqlite:///{Path(d) / 'sim.db'}", purpose="simulation")
             t0 = time.perf_counter()
             out = asyncio.run(Replay(year_scenario(settings, steps), settings, store).run())
             seconds.append(time.perf_counter() - t0)
@@ -221,8 +222,9 @@ def bench_simulate(settings: Settings, runs: int, steps: int, progress: Progress
     }
 
 
-async def _reaction_samples(settings: Settings, url: str, samples: int) -> list[float]:
-    store = open_store(settings, url, synchronous="FULL")
+async def _reaction_samples(settings: Settings, url: str, samples: int, first: bool) -> list[float]:
+    # a bench writes only a store of its own: a new one, or (a later run on --db) the one its first run marked
+    store = open_store(settings, url, synchronous="FULL", purpose="simulation" if first else "create")
     clock = SimClock(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
     wired = build(settings, store, clock, send_notifications=False, figures_every_seconds=None)
     bot, exchange = wired.bot, wired.exchange
@@ -257,7 +259,7 @@ def bench_reaction(settings: Settings, runs: int, progress: Progress, db: str | 
     for k in range(runs):
         with tempfile.TemporaryDirectory(prefix="marginbot-bench-") as d:
             url = db or f"sqlite:///{Path(d) / 'reaction.db'}"
-            xs = sorted(asyncio.run(_reaction_samples(settings, url, 500)))
+            xs = sorted(asyncio.run(_reaction_samples(settings, url, 500, first=db is None or k == 0)))
         if not xs:
             raise RuntimeError("the reaction workload produced no top-up: check the config's routes")
         count = len(xs)
@@ -297,8 +299,14 @@ def run_all(
         "transfer_wait": lambda: bench_transfer_wait(runs, progress),
         "stress_grid": lambda: bench_stress(runs, progress),
     }
+    if only is not None and not only:
+        raise BadInput(f"--only: names no workload; known: {', '.join(jobs)}")
     unknown = sorted((only or frozenset()) - set(jobs))
     if unknown:
         raise BadInput(f"--only: unknown workload(s) {', '.join(unknown)}; known: {', '.join(jobs)}")
-    workloads = {name: job() for name, job in jobs.items() if only is None or name in only}
+    chosen = [name for name in jobs if only is None or name in only]
+    if {"reaction", "simulate_year"} & set(chosen):  # these replay the config's paper world
+        require_paper(settings, "bench")
+        require_prices(settings, set(settings.market.prices) | STABLES, "`bench`")
+    workloads = {name: jobs[name]() for name in chosen}
     return {"config": str(config_path), "runs": runs, "workloads": workloads}

@@ -21,6 +21,7 @@ from bot.errors import BadInput, MarginbotError
 
 if TYPE_CHECKING:
     from bot.engine.bot import Bot, CycleResult
+    from bot.store.repo import Store
 from bot.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -97,11 +98,15 @@ def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
     """Validate the config and summarise venues, routes, limits and approval rules."""
 
     def body() -> None:
-        from bot.app import compile_policy
+        from bot.app import compile_policy, runtime_problems
 
         s = _settings(config)
         p = compile_policy(s)
+        problems = runtime_problems(s, db)
+        if problems:
+            raise BadInput(problems)
         typer.echo(f"config {_config_path(config)} OK (sha256 {s.config_hash[:16]}…)")
+        typer.echo(_prices_line(s))
         typer.echo(
             f"database: {_redact_db(db or s.bot.database_url)}; regime {s.bot.regime}; "
             f"cycle {s.bot.cycle_seconds:g}s; max data age {s.bot.max_data_age_seconds:g}s"
@@ -123,11 +128,12 @@ def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
             if a.kind == "ccxt":
                 bal = _live_line(a.exchange, a.credentials, a.sandbox, a.api_url)
             typer.echo(f"  {a.name:<20} {a.bucket:<9} owner {a.owner:<14} {bal}")
-        typer.echo("routes:")
+        typer.echo("routes (limits in the route's asset):")
         for r in p.routes:
             typer.echo(
                 f"  {r.name:<22} {r.kind.value:<5} {r.source} → {r.destination} {r.asset} {r.method:<10} "
-                f"max {r.max_amount:,} daily {r.daily_limit:,} fee {r.fee} settle {r.settle_seconds:g}s"
+                f"min {r.min_amount:,} max {r.max_amount:,} daily {r.daily_limit:,} fee {r.fee} "
+                f"settle {r.settle_seconds:g}s{_usd_hint(r.asset, r.min_amount, r.max_amount, s)}"
             )
         ap = s.approvals
         typer.echo(
@@ -164,6 +170,35 @@ def check_config(config: ConfigOpt = None, db: DbOpt = None) -> None:
     _guard(body)
 
 
+def _usd_hint(asset: str, low: Any, high: Any, s: Settings) -> str:
+    """What a non-stable route's limits are worth at the [market] start price, so a limit typed in dollars
+    but read in ETH stands out."""
+    from bot.core.assets import STABLES
+
+    price = s.market.prices.get(asset)
+    if asset in STABLES or price is None:
+        return ""
+    return f" (at {price:,g} USD: min ≈ {float(low) * price:,.0f} USD, max ≈ {float(high) * price:,.0f} USD)"
+
+
+def _prices_line(s: Settings) -> str:
+    """Where the paper world's prices come from, and which `run` and `stress` would still lack."""
+    from bot.core.assets import STABLES
+
+    needs = s.paper_price_needs()
+    if not needs:
+        return "prices: the paper world needs none beyond stablecoins (priced at 1 USD)"
+    known = ", ".join(f"{a} {p:,g}" for a, p in sorted(s.market.prices.items()) if a in needs)
+    missing = sorted(set(needs) - set(s.market.prices) - STABLES)
+    line = f"prices: [market] starts {known}" if known else "prices: no [market] start prices"
+    if missing:
+        line += (
+            f"; none for {', '.join(missing)}: `run` and `stress` need them (or the prices a last `run` "
+            "stored), `simulate` takes them from the scenario"
+        )
+    return line
+
+
 def _redact_db(url: str) -> str:
     from bot.store.db import display_url
 
@@ -183,10 +218,40 @@ def run(
     """Run the bot loop; with paper venues the market moves in real time."""
 
     def body() -> None:
+        from bot.app import runtime_problems
+
         s = _settings(config)
+        problems = runtime_problems(s, db)
+        if problems:
+            raise BadInput(problems)
+        _require_run_prices(s, db)
         asyncio.run(_run(s, db, once, for_seconds))
 
     _guard(body)
+
+
+def _require_run_prices(s: Settings, db: str | None) -> None:
+    """`run` prices its paper world from [market], or from the prices the last run stored with it."""
+    from bot.app import open_store, require_prices
+    from bot.core.assets import STABLES
+    from bot.errors import StoreMissing
+    from bot.venues.paper_state import PAPER_BLOB
+
+    priced = set(s.market.prices) | STABLES
+    if not set(s.paper_price_needs()) - priced:
+        return
+    try:
+        store = open_store(s, db, purpose="read")
+    except StoreMissing:
+        saved = None
+    else:
+        try:
+            saved = store.get_flag(PAPER_BLOB)
+        finally:
+            store.engine.dispose()
+    if saved is not None:
+        priced |= set(json.loads(saved).get("prices", {}))
+    require_prices(s, priced, "`run`")
 
 
 async def _run(
@@ -209,7 +274,11 @@ async def _run(
         paper = PaperExchange(s, market_from_settings(s), clock.now)
         rehearsal = Rehearsal(s, rehearsal_map, paper)
         live_settings = await rehearsal.start()
-        store = open_store(live_settings, db)
+        try:
+            store = open_store(live_settings, db, purpose="rehearsal")
+        except BaseException:
+            await rehearsal.stop()
+            raise
         world = LiveWorld(live_settings, clock=clock.now, env=rehearsal.env)
         wired = build(live_settings, store, clock, market=paper.market, exchange=paper, live=world)
         typer.echo(
@@ -218,7 +287,7 @@ async def _run(
             err=True,
         )
     else:
-        store = open_store(s, db)
+        store = open_store(s, db, purpose="live")
         wired = build(s, store, clock)
     if wired.live is not None:
         try:  # markets loaded once, each key's permissions checked, before anything can move
@@ -297,7 +366,15 @@ def rehearse(
     """Run the bot through real ccxt code against local fake exchanges that serve a paper config's world."""
 
     def body() -> None:
+        from bot.app import require_paper, require_prices, runtime_problems
+        from bot.core.assets import STABLES
+
         s = _settings(config)
+        require_paper(s, "rehearse")
+        require_prices(s, set(s.market.prices) | STABLES, "`rehearse`")
+        problems = runtime_problems(s, db)
+        if problems:
+            raise BadInput(problems)
         chosen = _rehearsal_map(s, mapping or [])
         url = db
         if url is None:
@@ -327,7 +404,8 @@ def _rehearsal_map(s: Settings, given: list[str]) -> dict[str, str]:
         out[name] = exchange
     for v in s.venues:
         if v.name not in out:
-            guess = next((x for x in LIVE_EXCHANGES if x in v.name.lower()), None)
+            guess = v.exchange if v.exchange in LIVE_EXCHANGES else None
+            guess = guess or next((x for x in LIVE_EXCHANGES if x in v.name.lower()), None)
             if guess is None:
                 problems.append(f"--map: say which exchange serves venue {v.name} ({v.name}=okx, …)")
             else:
@@ -378,19 +456,22 @@ def simulate(
     """Replay a scenario deterministically with a simulated clock, through the same bot."""
 
     def body() -> None:
-        from bot.app import open_store
+        from bot.app import open_store, require_paper
         from bot.sim.runner import Replay
         from bot.sim.scenario import check_against, load_scenario
         from bot.store import audit as chain
 
         s = _settings(config)
+        require_paper(s, "simulate")
         sc = load_scenario(scenario)
         check_against(sc, s)  # before any database is opened
+        if report is not None:
+            _check_report_dir(report)
         url = db
         if url is None:
             path = Path(tempfile.mkdtemp(prefix="marginbot-sim-")) / "simulate.db"
             url = f"sqlite:///{path}"
-        store = open_store(s, url)
+        store = open_store(s, url, purpose="simulation", scenario=sc.name, ts=sc.start.timestamp())
         progress = _progress_printer(sc.steps)
         started = time.perf_counter()
         out = asyncio.run(Replay(sc, s, store, progress).run())
@@ -409,6 +490,19 @@ def simulate(
             raise typer.Exit(1)
 
     _guard(body)
+
+
+def _check_report_dir(report: Path) -> None:
+    """`--report DIR` is checked before the run: an existing file, or a place no folder can be made, is bad input."""
+    if report.exists() and not report.is_dir():
+        raise BadInput(
+            f"--report: {report} is a file; name a folder (simulate.json and audit.jsonl go in it)"
+        )
+    parent = report
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise BadInput(f"--report: cannot make or write the folder {report} ({parent} is not writable)")
 
 
 def _progress_printer(total: int) -> Callable[[int, int], None] | None:
@@ -481,128 +575,17 @@ def status(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False)
     """Per venue: utilization, buffer, state, in-flight transfers; pending approvals; hedge programs."""
 
     def body() -> None:
+        from bot import status_cmd
         from bot.app import open_store
-        from bot.core.actions import OPEN_STATUSES
-        from bot.engine.killswitch import HALT, KillSwitch
 
         s = _settings(config)
-        store = open_store(s, db)
-        venues = store.status_rows()
-        open_intents = [r for r in store.intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
-        pending = [a for a in store.approval_rows() if a["status"] == "pending"]
-        hedges = {r["name"]: r for r in store.hedge_rows() if r["name"] in {h.name for h in s.hedges}}
-        open_orders = store.open_orders()
-        halts = KillSwitch(store, poll_seconds=0, desk=s.bot.desk).read(time.time()).reasons
-        kill = {("all" if k == HALT else k.removeprefix(HALT + ":")): why for k, why in halts.items()}
+        store = open_store(s, db, purpose="read")
+        data = status_cmd.gather(s, store, time.time())
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "venues": {
-                            r["venue"]: {
-                                "state": r["state"],
-                                "utilization": r["utilization"],
-                                "buffer": None if r["utilization"] is None else 1 - r["utilization"],
-                                "mm_ratio": r["mm_ratio"],
-                                "equity": r["equity"],
-                                "observed_at": r["observed_at"],
-                                "in_flight": [
-                                    i["id"]
-                                    for i in open_intents
-                                    if i["venue"] == r["venue"] and i["status"] in ("submitted", "unknown")
-                                ],
-                            }
-                            for r in venues
-                        },
-                        "intents": [
-                            {
-                                "id": i["id"],
-                                "kind": i["kind"],
-                                "venue": i["venue"],
-                                "route": i["route"],
-                                "asset": i["asset"],
-                                "amount": str(i["amount"]),
-                                "status": i["status"],
-                            }
-                            for i in open_intents
-                        ],
-                        "pending_approvals": [
-                            {"id": a["id"], "quorum": a["quorum"], "expires_at": a["expires_at"]}
-                            for a in pending
-                        ],
-                        "hedges": {
-                            name: {
-                                "net_delta": r["net_delta"],
-                                "target": r["target"],
-                                "band": r["band"],
-                                "cost_usd": r["loss"],
-                                "stopped": bool(r["stopped"]),
-                                "stop_reason": r["stop_reason"] or None,
-                                "updated_at": r["updated_at"],
-                            }
-                            for name, r in hedges.items()
-                        },
-                        "open_orders": [
-                            {
-                                "id": o.id,
-                                "venue": o.venue,
-                                "symbol": o.symbol,
-                                "side": o.side,
-                                "status": o.status.value,
-                            }
-                            for o in open_orders
-                        ],
-                        "halted": kill,
-                    },
-                    indent=2,
-                )
-            )
+            typer.echo(json.dumps(data, indent=2))
             return
-        for scope, why in sorted(kill.items()):
-            typer.echo(
-                f"KILL SWITCH ON ({scope}) {why}; lift with `marginbot resume --as NAME"
-                + ("`" if scope == "all" else f" --venue {scope}`")
-            )
-        if not venues:
-            typer.echo(
-                f"no status recorded yet in {_redact_db(db or s.bot.database_url)}: "
-                "start the bot with `marginbot run` (or `marginbot run --once`)"
-            )
-            return
-        typer.echo(
-            f"{'venue':<14} {'state':<18} {'util':>6} {'buffer':>6} {'mm':>6} {'equity':>14}  observed"
-        )
-        for r in venues:
-            u = r["utilization"]
-            seen = (
-                "never"
-                if r["observed_at"] is None
-                else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["observed_at"]))
-            )
-            eq = "" if r["equity"] is None else f"{r['equity']:,.0f}"
-            typer.echo(
-                f"{r['venue']:<14} {r['state']:<18} {_pct(u)} {_pct(None if u is None else 1 - u)} "
-                f"{_pct(r['mm_ratio'])} {eq:>14}  {seen}"
-            )
-        typer.echo(f"open transfers: {len(open_intents)}")
-        for i in open_intents:
-            typer.echo(f"  {i['id']} {i['kind']} {i['amount']} {i['asset']} via {i['route']}: {i['status']}")
-        typer.echo(f"pending approvals: {len(pending)}")
-        for a in pending:
-            exp = time.strftime("%H:%M:%S", time.gmtime(a["expires_at"]))
-            typer.echo(f"  {a['id']} needs {a['quorum']}, expires {exp} UTC: {a['reason']}")
-        if hedges:
-            typer.echo(f"{'hedge':<16} {'net delta':>12} {'target ± band':>16} {'cost to date':>14}  state")
-        for name, r in hedges.items():
-            net = "" if r["net_delta"] is None else f"{r['net_delta']:+,.4f}"
-            cost = "" if r["loss"] is None else f"{r['loss']:,.0f} USD"
-            band = f"{r['target']:g} ± {r['band']:g}"
-            state = f"STOPPED: {r['stop_reason']}" if r["stopped"] else "active"
-            typer.echo(f"{name:<16} {net:>12} {band:>16} {cost:>14}  {state}")
-        if open_orders:
-            typer.echo(f"orders of unknown outcome: {len(open_orders)}")
-        for o in open_orders:
-            typer.echo(f"  {o.id} {o.venue} {o.side} {o.qty} {o.symbol} ({o.reason.value}): {o.status.value}")
+        for line in status_cmd.render(data, _redact_db(db or s.bot.database_url)):
+            typer.echo(line)
 
     _guard(body)
 
@@ -612,19 +595,55 @@ AsOpt = Annotated[str, typer.Option("--as", help="Who is acting (recorded in the
 VenueOpt = Annotated[str | None, typer.Option("--venue", help="Only this venue (default: the whole bot).")]
 
 
-def _approver(s: Settings, name: str) -> str:
-    """An approver who proves identity with their secret (as for `approve`)."""
-    from bot.engine.voting import secret_matches
+UNPROVEN = "no secret given: set MARGINBOT_APPROVER_SECRET or run at a terminal to be asked"
 
+
+def _approver(s: Settings, name: str, store: Store, action: str) -> str:
+    """An approver who proves identity with their secret (as for `approve`).
+
+    The same mistakes end the same way on every command: no name or no secret is bad input (exit 2, nothing
+    written); a name that is not an approver, or a secret that does not match, is a refused attempt: audited
+    and notified, exit 1.
+    """
+    from bot.engine.voting import secret_matches
+    from bot.notify import note
+
+    if not name.strip():
+        raise BadInput("--as must name an approver")
     if name not in s.approvals.approvers:
-        raise BadInput(f"--as: {name!r} is not in approvals.approvers")
-    secret = _secret(name)
-    if secret is None:
-        raise BadInput("no secret given: set MARGINBOT_APPROVER_SECRET or run at a terminal to be asked")
-    if not secret_matches(secret, s.approvals.approver_secrets.get(name)):
-        typer.echo(f"error: refused: {name}: secret does not match", err=True)
-        raise typer.Exit(1)
-    return name
+        why = f"{name!r} is not in approvals.approvers"
+    else:
+        secret = _secret(name)
+        if secret is None:
+            raise BadInput(UNPROVEN)
+        if secret_matches(secret, s.approvals.approver_secrets.get(name)):
+            return name
+        why = f"{name}: secret does not match"
+    store.record(
+        time.time(),
+        [("auth.refused", None, {"by": name, "action": action, "reason": why})],
+        notes=[note("warning", "auth", f"{action} by {name} refused: {why}", desk=s.bot.desk)],
+    )
+    typer.echo(f"error: refused: {why} (recorded in the audit trail)", err=True)
+    raise typer.Exit(1)
+
+
+def _full_id(store: Store, given: str, kinds: tuple[str, ...]) -> str:
+    """The id that `given` names: the whole id, or a unique prefix of it (status shows ids short)."""
+    what = " or ".join(kinds)
+    text = given.strip().lower()
+    if len(text) < 4:
+        raise BadInput(f"ID: {given!r} is too short; give at least 4 characters of the {what} id")
+    found = store.ids_starting(text)
+    matches = sorted({i for k in kinds for i in found.get(k, [])})
+    if text in matches:
+        return text
+    if not matches:
+        raise BadInput(f"ID: no {what} id starts with {given!r} (see `marginbot intents` / `approvals`)")
+    if len(matches) > 1:
+        shown = ", ".join(m[: len(text) + 4] + "…" for m in matches[:3])
+        raise BadInput(f"ID: {given!r} starts {len(matches)} {what} ids ({shown}); give more characters")
+    return matches[0]
 
 
 def _venue(s: Settings, venue: str | None) -> str | None:
@@ -651,7 +670,7 @@ def halt(
         if not by.strip() or not reason.strip():
             raise BadInput("--as and --reason must not be empty")
         where = _venue(s, venue)
-        KillSwitch(open_store(s, db), poll_seconds=0, desk=s.bot.desk).halt(
+        KillSwitch(open_store(s, db, purpose="create"), poll_seconds=0, desk=s.bot.desk).halt(
             time.time(), by=by, reason=reason, venue=where
         )
         typer.echo(f"halted {where or 'all venues'}: no money moves until `marginbot resume`")
@@ -668,10 +687,10 @@ def resume(by: AsOpt, venue: VenueOpt = None, config: ConfigOpt = None, db: DbOp
         from bot.engine.killswitch import KillSwitch
 
         s = _settings(config)
-        name, where = _approver(s, by), _venue(s, venue)
-        if not KillSwitch(open_store(s, db), poll_seconds=0, desk=s.bot.desk).resume(
-            time.time(), by=name, venue=where
-        ):
+        where = _venue(s, venue)
+        store = open_store(s, db, purpose="write")
+        name = _approver(s, by, store, "resume")
+        if not KillSwitch(store, poll_seconds=0, desk=s.bot.desk).resume(time.time(), by=name, venue=where):
             typer.echo(f"{where or 'the bot'} was not halted")
             return
         typer.echo(f"resumed {where or 'all venues'}")
@@ -697,8 +716,8 @@ def resume_hedge(
         if name not in {h.name for h in s.hedges}:
             known = ", ".join(h.name for h in s.hedges) or "none configured"
             raise BadInput(f"NAME: no hedge program named {name!r} ({known})")
-        who = _approver(s, by)
-        store = open_store(s, db)
+        store = open_store(s, db, purpose="write")
+        who = _approver(s, by, store, f"resume-hedge {name}")
         stored = store.ledgers().get(name)
         if stored is None or not HedgeState.from_json(stored).stopped:
             typer.echo(f"hedge {name} is not stopped")
@@ -721,7 +740,11 @@ def intents(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False
 
         s = _settings(config)
         order = {"unknown": 0, "approved": 1, "submitted": 2, "pending_approval": 3, "proposed": 4}
-        rows = [r for r in open_store(s, db).intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
+        rows = [
+            r
+            for r in open_store(s, db, purpose="read").intent_rows()
+            if r["status"] in {x.value for x in OPEN_STATUSES}
+        ]
         rows.sort(key=lambda r: (order.get(r["status"], 9), r["created_at"]))
         out = [
             {
@@ -757,7 +780,7 @@ def intents(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = False
 
 @app.command()
 def resolve(
-    intent_id: Annotated[
+    given_id: Annotated[
         str, typer.Argument(metavar="ID", help="The intent id (the client id sent to the venue).")
     ],
     by: AsOpt,
@@ -785,10 +808,11 @@ def resolve(
         from bot.notify import note
 
         s = _settings(config)
-        name = _approver(s, by)
         if not reason.strip():
             raise BadInput("--reason must say what was checked at the venue")
-        store = open_store(s, db)
+        store = open_store(s, db, purpose="write")
+        intent_id = _full_id(store, given_id, ("intent", "order"))
+        name = _approver(s, by, store, f"resolve {intent_id}")
         row = store.get_intent(intent_id)
         if row is None and store.get_order(intent_id) is not None:
             _resolve_order(s, store, intent_id, name, outcome, reason, filled, price)
@@ -908,7 +932,7 @@ def approvals(config: ConfigOpt = None, db: DbOpt = None, as_json: JsonOpt = Fal
         from bot.app import open_store
 
         s = _settings(config)
-        store = open_store(s, db)
+        store = open_store(s, db, purpose="read")
         intents_by_id = {r["id"]: r for r in store.intent_rows()}
         rows = sorted(store.approval_rows(), key=lambda a: (a["status"] != "pending", -a["created_at"]))
         out = []
@@ -966,7 +990,7 @@ def _secret(name: str) -> str | None:
     return None
 
 
-def _vote(intent_id: str, by: str, approve: bool, reason: str, config: Path | None, db: str | None) -> None:
+def _vote(given_id: str, by: str, approve: bool, reason: str, config: Path | None, db: str | None) -> None:
     from bot.app import open_store
     from bot.core.approvals import Refused
     from bot.engine.voting import cast_vote, secret_matches
@@ -974,12 +998,16 @@ def _vote(intent_id: str, by: str, approve: bool, reason: str, config: Path | No
     s = _settings(config)
     if not by.strip():
         raise BadInput("--as must name an approver")
-    secret = _secret(by)
-    if secret is None:
-        raise BadInput("no secret given: set MARGINBOT_APPROVER_SECRET or run at a terminal to be asked")
-    ok = secret_matches(secret, s.approvals.approver_secrets.get(by))
+    store = open_store(s, db, purpose="write")
+    intent_id = _full_id(store, given_id, ("approval",))
+    ok = False  # a name that is not an approver is refused (and audited) without asking for a secret
+    if by in s.approvals.approvers:
+        secret = _secret(by)
+        if secret is None:
+            raise BadInput(UNPROVEN)
+        ok = secret_matches(secret, s.approvals.approver_secrets.get(by))
     result, req = cast_vote(
-        open_store(s, db),
+        store,
         intent_id,
         approver=by,
         approve=approve,
@@ -1043,7 +1071,7 @@ def audit_verify(config: ConfigOpt = None, db: DbOpt = None) -> None:
         from bot.store import audit as chain
 
         s = _settings(config)
-        res = chain.verify(open_store(s, db).engine)
+        res = chain.verify(open_store(s, db, purpose="read").engine)
         if res.ok:
             typer.echo(f"audit chain OK: {res.records} records")
             return
@@ -1071,7 +1099,7 @@ def audit_export(
         if fmt not in ("jsonl", "csv"):
             raise BadInput(f"--format: expected jsonl or csv, got {fmt!r}")
         s = _settings(config)
-        for line in chain.export_lines(open_store(s, db).engine, fmt):
+        for line in chain.export_lines(open_store(s, db, purpose="read").engine, fmt):
             sys.stdout.write(line)
 
     _guard(body)
@@ -1132,7 +1160,7 @@ def bench(
             year_steps=year_steps,
             db=db,
             progress=lambda msg: typer.echo(msg, err=True),
-            only=frozenset(x.strip() for x in only.split(",") if x.strip()) if only else None,
+            only=None if only is None else frozenset(x.strip() for x in only.split(",") if x.strip()),
         )
         if as_json:
             typer.echo(json.dumps(out, indent=2))

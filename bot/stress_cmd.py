@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from decimal import Decimal
 from typing import Any
 
-from bot.app import compile_policy, market_from_settings, open_store
+from bot.app import compile_policy, market_from_settings, open_store, require_prices
+from bot.core.assets import STABLES
 from bot.core.policy import Regime
 from bot.core.stress import ScenarioStress, StressReport, VenueStress, assess
 from bot.core.stress_grid import Shock, StressScenario, default_grid, project, underlyings
 from bot.core.world import DAY_SECONDS, AccountSnapshot, IntentView, Policy, VenueSnapshot
-from bot.errors import BadInput
+from bot.errors import BadInput, StoreMissing
 from bot.settings import Settings
 from bot.venues import paper_state
 from bot.venues.live.ports import LiveAccount, LiveVenue, LiveWorld
@@ -136,13 +137,20 @@ def run(s: Settings, db: str | None, regime: str | None) -> StressRun:
     """Gather, project, assess; nothing is written and no money moves."""
     reg = parse_regime(regime, s)
     policy = compile_policy(s)
-    store = open_store(s, db)
-    try:
-        now = time.time()
-        intents = tuple(store.load_intents(now - 2 * DAY_SECONDS))
-        saved = store.get_flag(PAPER_BLOB)
-    finally:
-        store.engine.dispose()
+    intents: tuple[IntentView, ...] = ()
+    saved = None
+    try:  # a store that does not exist yet is a paper world as the config describes it: nothing to read
+        store = open_store(s, db, purpose="read")
+    except StoreMissing:
+        pass
+    else:
+        try:
+            intents = tuple(store.load_intents(time.time() - 2 * DAY_SECONDS))
+            saved = store.get_flag(PAPER_BLOB)
+        finally:
+            store.engine.dispose()
+    stored = set(json.loads(saved).get("prices", {})) if saved is not None else set()
+    require_prices(s, set(s.market.prices) | STABLES | stored, "`stress`")
     inputs = asyncio.run(gather(s, saved_paper=saved, intents=intents))
     snaps = inputs.snapshots
     grid = default_grid(underlyings(snaps), sorted(snaps)) + config_scenarios(s)

@@ -33,8 +33,9 @@ def test_halt_and_resume_are_recorded_and_shown(sqlite_url: str) -> None:
     code, out = _cli("status", "--json", db=sqlite_url)
     assert json.loads(out)["halted"] == {"all": "by dana: drill"}
     code, out = _cli("resume", "--as", "dana", db=sqlite_url)
-    assert code == 2
+    assert code == 1  # a refused attempt, as on `approve`: audited, exit 1
     assert "not in approvals.approvers" in out
+    assert "auth.refused" in _cli("audit", "export", db=sqlite_url)[1]
     wrong = RUN.invoke(
         app,
         ["resume", "--as", "alice", "--config", str(PAPER), "--db", sqlite_url],
@@ -47,7 +48,7 @@ def test_halt_and_resume_are_recorded_and_shown(sqlite_url: str) -> None:
     assert json.loads(_cli("status", "--json", db=sqlite_url)[1])["halted"] == {}
     code, out = _cli("audit", "export", db=sqlite_url)
     kinds = [json.loads(line)["kind"] for line in out.splitlines()]
-    assert kinds == ["halt", "resume"]
+    assert kinds == ["halt", "auth.refused", "auth.refused", "resume"]  # both refused attempts audited
 
 
 def test_halt_names_a_venue_that_exists(sqlite_url: str) -> None:

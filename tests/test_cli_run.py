@@ -55,12 +55,13 @@ def test_run_for_a_few_seconds_stops_by_itself(tmp_path: Path) -> None:
 
 
 def test_status_before_any_run_says_what_to_do(tmp_path: Path) -> None:
-    """On an empty database, `status` explains that the bot has not run yet."""
+    """Where no database exists yet, `status` says to start the bot, exits 2, and creates nothing."""
     res = CliRunner().invoke(
         app, ["status", "--config", str(PAPER), "--db", f"sqlite:///{tmp_path / 'e.db'}"]
     )
-    assert res.exit_code == 0
-    assert "marginbot run" in res.stdout
+    assert res.exit_code == 2
+    assert "marginbot run" in res.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_default_config_is_the_paper_one(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from bot.app import build, open_store, require_paper
 from bot.core.actions import IntentStatus
 from bot.engine.clock import SimClock
-from bot.errors import ConfigError, NotBuilt
+from bot.errors import ConfigError
 from bot.settings import Settings, settings_from_dict
 from bot.store.tables import audit, intents, notifications
 from bot.venues.base import TransferReceipt, TransferRequest
@@ -220,5 +220,5 @@ def test_simulate_refuses_live_venues_plainly_and_paper_money_cannot_reach_them(
         settings_from_dict(data)
     data["routes"] = [r for r in data["routes"] if venue["name"] not in (r["from"], r["to"])]
     data["hedges"] = []
-    with pytest.raises(NotBuilt, match="simulate runs paper venues only"):
+    with pytest.raises(ConfigError, match="simulate runs paper venues and accounts only"):
         require_paper(settings_from_dict(data))

@@ -5,40 +5,105 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
-from bot.errors import ConfigError, StoreUnavailable
+from bot.errors import ConfigError, StoreMissing, StoreUnavailable
 from bot.store.audit import ensure_head
 from bot.store.tables import metadata
 
 
-def make_engine(url: str, *, synchronous: str = "FULL") -> Engine:
-    """Create the engine for `url` and the schema if missing; ConfigError for a malformed URL."""
+def make_engine(
+    url: str,
+    *,
+    synchronous: str = "FULL",
+    create: bool = True,
+    readonly: bool = False,
+    label: str = "bot.database_url",
+) -> Engine:
+    """Create the engine for `url`; with `create`, the database and its schema where missing.
+
+    Without `create` (the read-only commands, and those that act on records that must already exist) nothing
+    is created: a missing database or one that is not marginbot's is `StoreMissing`, naming `label` (the
+    option or key the URL came from). A malformed URL or a missing driver is `ConfigError`. `readonly` (SQLite)
+    opens the file read-only, so that not even a checkpoint on close rewrites it.
+    """
+    parsed = parse_url(url, label)
+    sqlite = parsed.drivername.startswith("sqlite")
+    where = _safe(parsed)
+    if sqlite and not create:
+        path = parsed.database
+        if not path or path == ":memory:" or not Path(path).expanduser().is_file():
+            raise StoreMissing(
+                f"{label}: no database at {where}; nothing is recorded there yet "
+                "(start the bot with `marginbot run`, or name the right database)"
+            )
     try:
-        parsed = make_url(url)
-    except ArgumentError as e:
-        raise ConfigError(f"bot.database_url: not a database URL: {url!r}") from e
-    if parsed.drivername.startswith("postgresql") and parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    try:
-        if parsed.drivername.startswith("sqlite"):
-            if parsed.database and parsed.database != ":memory:":
+        if sqlite:
+            if create and parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if readonly and not create:
+                parsed = parsed.set(
+                    database=f"file:{Path(parsed.database or '').expanduser()}?mode=ro", query={"uri": "true"}
+                )
             engine = create_engine(parsed, connect_args={"timeout": 30})
-            _sqlite_pragmas(engine, synchronous)
+            _sqlite_pragmas(engine, synchronous, keep_journal=not create, readonly=readonly and not create)
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
     except (NoSuchModuleError, ImportError) as e:
-        raise ConfigError(f"bot.database_url: no driver for {parsed.drivername!r} ({e})") from e
+        raise ConfigError(f"{label}: no driver for {parsed.drivername!r} ({e})") from e
     try:
-        metadata.create_all(engine)
-        ensure_head(engine)
-    except (OperationalError, OSError) as e:
+        if create:
+            metadata.create_all(engine)
+            ensure_head(engine)
+        else:
+            _require_schema(engine, label, where)
+    except DatabaseError as e:
         engine.dispose()
-        raise StoreUnavailable(f"cannot open the database {_safe(parsed)}: {getattr(e, 'orig', e)}") from None
+        if isinstance(e, OperationalError) or not sqlite:
+            raise StoreUnavailable(f"cannot open the database {where}: {getattr(e, 'orig', e)}") from None
+        raise StoreMissing(
+            f"{label}: {where} is not a marginbot database ({getattr(e, 'orig', e)})"
+        ) from None
+    except OSError as e:
+        engine.dispose()
+        raise StoreUnavailable(f"cannot open the database {where}: {e}") from None
     return engine
+
+
+def _require_schema(engine: Engine, label: str, where: str) -> None:
+    with engine.connect().execution_options(readonly=True) as conn:
+        present = set(inspect(conn).get_table_names())
+    missing = sorted(set(metadata.tables) - present)
+    if missing:
+        engine.dispose()
+        raise StoreMissing(
+            f"{label}: {where} is not a marginbot database (no {', '.join(missing[:3])} table"
+            f"{'s' if len(missing) > 1 else ''})"
+        )
+
+
+def parse_url(url: str, label: str = "bot.database_url") -> URL:
+    """The URL parsed, `postgresql://` taken as psycopg 3; ConfigError naming `label` when malformed."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as e:
+        raise ConfigError(f"{label}: not a database URL: {url!r}") from e
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def check_url(url: str, label: str = "bot.database_url") -> None:
+    """That the URL parses and its driver is installed, without connecting or creating anything."""
+    parsed = parse_url(url, label)
+    try:
+        create_engine(parsed).dispose()
+    except (NoSuchModuleError, ImportError) as e:
+        raise ConfigError(f"{label}: no driver for {parsed.drivername!r} ({e})") from e
+    except ArgumentError as e:
+        raise ConfigError(f"{label}: {e}") from e
 
 
 def _safe(url: URL) -> str:
@@ -53,12 +118,13 @@ def display_url(url: str) -> str:
         return "(unparseable database URL)"
 
 
-def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
+def _sqlite_pragmas(engine: Engine, synchronous: str, *, keep_journal: bool, readonly: bool) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        if not keep_journal:  # switching the journal mode writes the file: an existing store keeps its own
+            cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
@@ -68,4 +134,5 @@ def _sqlite_pragmas(engine: Engine, synchronous: str) -> None:
     def _on_begin(conn: Any) -> None:
         # writers take the lock at the start (the audit chain's head is read and advanced in one
         # transaction); readers, marked with the `readonly` execution option, take no lock
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get("readonly") else "BEGIN IMMEDIATE")
+        reader = readonly or conn.get_execution_options().get("readonly")
+        conn.exec_driver_sql("BEGIN" if reader else "BEGIN IMMEDIATE")

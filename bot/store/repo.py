@@ -24,7 +24,7 @@ from bot.core.world import IntentView
 from bot.errors import IntegrityError
 from bot.store import audit as chain
 from bot.store.orders import OrderRecords, already_recorded
-from bot.store.tables import approvals, audit, flags, intents, notifications, venue_status
+from bot.store.tables import approvals, audit, flags, intents, notifications, orders, venue_status
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
@@ -79,6 +79,9 @@ class Store(OrderRecords):
         self.engine = engine
         self.config_hash = config_hash
         self.min_rank = SEVERITY_RANK[min_severity]
+        # "pending" notifications wait in the outbox for delivery; a simulation's are written "simulated",
+        # which no outbox ever picks up (see bot/store/purpose.py)
+        self.note_status = "pending"
         self.flags_version = 0  # bumped by every flag this process sets, so cached readers know to re-read
 
     # --- helpers -----------------------------------------------------------------------------------
@@ -99,7 +102,7 @@ class Store(OrderRecords):
                 "asset": n.asset,
                 "title": n.title,
                 "body": n.body,
-                "status": "pending",
+                "status": self.note_status,
                 "attempts": 0,
                 "delivered": "[]",
                 "next_attempt_at": ts,
@@ -390,6 +393,15 @@ class Store(OrderRecords):
                 dict(r._mapping)
                 for r in conn.execute(select(intents).order_by(intents.c.created_at, intents.c.id))
             ]
+
+    def ids_starting(self, prefix: str, limit: int = 5) -> dict[str, list[str]]:
+        """Ids of approval requests, intents and orders that start with `prefix` (a few of each)."""
+        out: dict[str, list[str]] = {}
+        with self._read() as conn:
+            for kind, col in (("approval", approvals.c.id), ("intent", intents.c.id), ("order", orders.c.id)):
+                q = select(col).where(col.startswith(prefix, autoescape=True)).order_by(col).limit(limit)
+                out[kind] = [str(r[0]) for r in conn.execute(q)]
+        return out
 
     def approval_rows(self) -> list[dict[str, Any]]:
         with self._read() as conn:

@@ -84,5 +84,6 @@ def test_simulate_refuses_a_live_config_plainly(tmp_path: Path) -> None:
     res = CliRunner().invoke(
         app, ["simulate", str(first), "--config", str(LIVE_EXAMPLE), "--db", f"sqlite:///{tmp_path}/s.db"]
     )
-    assert res.exit_code == 1
-    assert "simulate runs paper venues only" in res.stderr
+    assert res.exit_code == 2  # bad input for simulate, which names the command that can: rehearse
+    assert "simulate runs paper venues and accounts only" in res.stderr
+    assert "`marginbot rehearse`" in res.stderr
