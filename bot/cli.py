@@ -261,7 +261,7 @@ async def _run(
     for_seconds: float | None,
     rehearsal_map: dict[str, str] | None = None,
 ) -> None:
-    from bot.app import build, market_from_settings, open_store
+    from bot.app import build, is_live, market_from_settings, open_store
     from bot.engine.clock import WallClock
     from bot.venues import paper_state
     from bot.venues.fakes.rehearsal import Rehearsal
@@ -287,14 +287,26 @@ async def _run(
             err=True,
         )
     else:
-        store = open_store(s, db, purpose="live")
-        wired = build(s, store, clock)
-    if wired.live is not None:
-        try:  # markets loaded once, each key's permissions checked, before anything can move
+        # live venues: markets loaded once, route assets and each key's permissions checked, before the
+        # store is written or anything can move
+        live_world = LiveWorld(s, clock=clock.now) if is_live(s) else None
+        try:
+            if live_world is not None:
+                for warning in await live_world.preflight():
+                    typer.echo(f"warning: {warning}", err=True)
+            store = open_store(s, db, purpose="live")
+        except BaseException:
+            if live_world is not None:
+                await live_world.close()
+            raise
+        wired = build(s, store, clock, live=live_world)
+    if rehearsal is not None and wired.live is not None:
+        try:
             for warning in await wired.live.preflight():
                 typer.echo(f"warning: {warning}", err=True)
         except BaseException:
             await wired.live.close()
+            await rehearsal.stop()
             raise
     saved = store.get_flag(paper_state.PAPER_BLOB) if rehearsal is None else None
     if saved is not None:  # the paper exchange carries on where the last run left it

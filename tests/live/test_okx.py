@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from bot.core.decide import crosscheck_gap
 from bot.errors import (
+    ConfigError,
     KeyRejected,
     MarginbotError,
     OrderRefused,
@@ -773,3 +774,38 @@ async def test_a_top_up_whose_post_got_a_5xx_before_any_effect_fails_after_the_l
     looked = [h for h in fake.hits if h.path.endswith("/asset/transfer-state")]
     assert looked
     assert all(h.status == 200 for h in looked)
+
+
+def _with_sol_route() -> Settings:
+    """okx-main takes SOL (20% haircut) and the funding wallet holds it: a route in an asset nobody holds."""
+    data = config().model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["market"]["prices"]["SOL"] = 150.0
+    data["venues"][0]["paper"]["haircuts"] = {"SOL": 0.2}
+    data["accounts"][0]["balances"]["SOL"] = 100_000
+    data["routes"].append({**data["routes"][0], "name": "fund-okx-sol", "asset": "SOL"})
+    return settings_from_dict(data)
+
+
+async def test_a_route_asset_is_checked_at_start_and_priced_every_cycle(tmp_path: Any) -> None:
+    """A SOL route into okx-main: preflight finds SOL listed and priceable, and each snapshot prices SOL
+    although the venue holds none; with SOL unlisted, preflight is a config error naming the route."""
+    t = await Twin(_with_sol_route(), EXCHANGE_OF, tmp_path).start()
+    try:
+        assert t.world is not None
+        assert await t.world.preflight() == []
+        snap = await LiveVenue(t.world, "okx-main").snapshot()
+        assert "SOL" not in snap.collateral
+        assert snap.prices["SOL"] == pytest.approx(150.0)
+        ex = t.world.by_name["okx-main"].caller.ex
+        ex.markets.pop("SOL/USDT:USDT")
+        with pytest.raises(
+            ConfigError, match=r"routes\[fund-okx-sol\]\.asset: okx-main \(okx\) lists no SOL/USDT"
+        ):
+            await t.world.preflight()
+        ex.currencies.pop("SOL", None)
+        with pytest.raises(
+            ConfigError, match=r"routes\[fund-okx-sol\]\.asset: okx-main \(okx\) lists no currency SOL"
+        ):
+            await t.world.preflight()
+    finally:
+        await t.stop()

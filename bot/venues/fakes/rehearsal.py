@@ -88,6 +88,11 @@ class Rehearsal:
             syms = symbols.setdefault(x, set())
             syms.update(p.symbol for p in v.paper.positions)
             syms.update(f"{a}/USDT:USDT" for a in v.paper.collateral if a in self.settings.market.prices)
+            syms.update(  # a route's asset is priced at its live venue end, held or not
+                f"{r.asset}/USDT:USDT"
+                for r in self.settings.routes
+                if v.name in (r.from_, r.to) and r.asset in self.settings.market.prices
+            )
         for h in self.settings.hedges:
             for i in h.instruments:
                 if i.venue in self.exchange_of:

@@ -67,6 +67,20 @@ class Connection:
             raise VenueUnavailable(f"{self.exchange}: unknown symbol {symbol}") from e
         return num(market.get("contractSize")) or 1.0
 
+    def price_symbol(self, asset: str) -> str | None:
+        """A listed market that prices `asset` in dollars (a USDT or USDC perpetual, else a spot pair)."""
+        markets = self.caller.ex.markets or {}
+        for sym in (f"{asset}/USDT:USDT", f"{asset}/USDC:USDC", f"{asset}/USDT", f"{asset}/USDC"):
+            if sym in markets:
+                return sym
+        return None
+
+    def lists_currency(self, asset: str) -> bool:
+        """Whether the exchange lists `asset` (its currency list, or a market's base or quote)."""
+        if asset in (self.caller.ex.currencies or {}):
+            return True
+        return any(asset in (m.get("base"), m.get("quote")) for m in (self.caller.ex.markets or {}).values())
+
     def base(self, symbol: str) -> str:
         try:
             return str(self.caller.ex.market(symbol)["base"])
@@ -188,6 +202,25 @@ class LiveWorld:
             except Exception as e:  # closing is best effort; the process is ending anyway
                 log.debug("closing an exchange client failed", exchange=conn.exchange, error=type(e).__name__)
 
+    def route_asset_problems(self) -> list[str]:
+        """Routes whose live venue end does not list their asset, or lists no market to price it."""
+        problems = []
+        for r in self.settings.routes:
+            venue = _venue_end(self.settings, r.from_, r.to)
+            conn = self.by_name.get(venue or "")
+            if venue is None or conn is None:
+                continue
+            if not conn.lists_currency(r.asset):
+                problems.append(
+                    f"routes[{r.name}].asset: {venue} ({conn.exchange}) lists no currency {r.asset}"
+                )
+            elif r.asset not in STABLES and conn.price_symbol(r.asset) is None:
+                problems.append(
+                    f"routes[{r.name}].asset: {venue} ({conn.exchange}) lists no {r.asset}/USDT or /USDC market "
+                    "to price it"
+                )
+        return problems
+
     def needs(self, conn: Connection) -> dict[str, bool]:
         """What the config asks of this key: trade (hedges), withdraw, transfer (routes)."""
         s = self.settings
@@ -198,12 +231,17 @@ class LiveWorld:
         return {"trade": trade, "withdraw": withdraw, "transfer": transfer}
 
     async def preflight(self) -> list[str]:
-        """Load markets and check each key's permissions; raise KeyRejected on a refusal, return warnings."""
+        """Load markets, check that every route's asset is a currency its live venue lists and can price
+        (ConfigError naming the route), and each key's permissions (KeyRejected); return warnings."""
         problems: list[str] = []
         warnings: list[str] = []
         for conn in self.connections.values():
-            label = f"{conn.exchange} key {conn.key[1]!r}"
             await conn.ensure()
+        unlisted = self.route_asset_problems()
+        if unlisted:
+            raise ConfigError(unlisted)
+        for conn in self.connections.values():
+            label = f"{conn.exchange} key {conn.key[1]!r}"
             info = await conn.profile.key_info(conn.caller)
             refused, warned = key_problems(label, info, self.needs(conn))
             problems += refused
@@ -213,6 +251,11 @@ class LiveWorld:
         for w in warnings:
             log.info("api key", detail=w)
         return warnings
+
+
+def _venue_end(settings: Settings, source: str, destination: str) -> str | None:
+    venues = {v.name for v in settings.venues}
+    return destination if destination in venues else source if source in venues else None
 
 
 def key_problems(label: str, info: KeyInfo | None, needs: Mapping[str, bool]) -> tuple[list[str], list[str]]:
@@ -254,6 +297,11 @@ class LiveVenue:
         hedged = {i.symbol for h in world.settings.hedges for i in h.instruments if i.venue == name}
         self.hedged = sorted(hedged)
         self.symbols = sorted(hedged | set(self.live.symbols))
+        s = world.settings
+        # a route's asset is priced every cycle, held or not: a top-up in it is sized by value
+        self.route_assets = sorted(
+            {r.asset for r in s.routes if _venue_end(s, r.from_, r.to) == name and r.asset not in STABLES}
+        )
 
     async def snapshot(self) -> VenueSnapshot:
         conn, x = self.conn, self.conn.caller
@@ -277,6 +325,10 @@ class LiveVenue:
         for asset in collateral:
             if asset not in STABLES and asset not in prices:
                 wanted.append(f"{asset}/USDT:USDT")
+        for asset in self.route_assets:
+            sym = conn.price_symbol(asset)
+            if asset not in prices and sym is not None:
+                wanted.append(sym)
         missing = [s for s in dict.fromkeys(wanted) if conn.base(s) not in prices]
         for sym, price in (await conn.profile.tickers(x, missing)).items():
             prices.setdefault(conn.base(sym), price)
