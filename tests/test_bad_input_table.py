@@ -20,22 +20,10 @@ from typer.testing import CliRunner
 
 from bot.cli import app
 from tests.conftest import DATA, PAPER, ROOT
+from tests.test_cli_bad_input import HEADER as SCENARIO  # a valid scenario: BTC and ETH priced, 10 steps
 
 LIVE_EXAMPLE = ROOT / "config" / "live.example.toml"
 PAPER_TEXT = PAPER.read_text(encoding="utf-8")
-SCENARIO = """\
-name = "probe"
-start = "2026-03-01T00:00:00Z"
-step_seconds = 60
-steps = 10
-seed = 1
-
-[prices.BTC]
-start = 60000
-
-[prices.ETH]
-start = 3000
-"""
 
 
 @dataclass(frozen=True)
