@@ -9,14 +9,17 @@ venue's positions on their instruments; while the whole bot is halted only reduc
 no order is created for a program (or, de-risking, on a venue) with an older order of unknown outcome; the
 audit chain verifies; and no order is left `approved` once a cycle has completed in a running process.
 
-Three paths it found broken are replayed step by step at the end (a restart while an unknown order's fill is
+The paths it found broken are replayed step by step at the end (a restart while an unknown order's fill is
 already visible at the venue, a liquidation next to an unknown order, a crash at the order call on a venue
-whose history lags); the machine no longer steers around them.
+whose history lags, a liquidation of the symbol of an unknown order that then fails, or whose lost fill is
+then adopted); the machine no longer steers around them. Its example database is not kept in git, so every
+path it finds is pinned here as a plain test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from collections import Counter
 from collections.abc import Coroutine
@@ -329,8 +332,12 @@ class OrderMachine(RuleBasedStateMachine):
             assert not left, left
 
 
+# About 0.4 s an example: 50 keep `make test` within its budget. The paths pinned below turned up about once in
+# 500 examples, which is a hunt, not a CI run: `MARGINBOT_ORDER_MACHINE_EXAMPLES=500 pytest
+# tests/test_order_machine.py`, and pin what it finds as a replay below (the example database is not in git).
+EXAMPLES = int(os.environ.get("MARGINBOT_ORDER_MACHINE_EXAMPLES", "50"))
 OrderMachine.TestCase.settings = settings(
-    max_examples=25,
+    max_examples=EXAMPLES,
     stateful_step_count=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -387,5 +394,66 @@ def test_a_crash_at_the_order_call_does_not_halt_the_venue_when_its_history_lags
         assert [r["status"] for r in m.store.order_rows()].count("unknown") == 0
         m.ledgers_match_venues_when_nothing_is_unknown()
         assert not m.store.flags_with_prefix("ctl:halt")
+    finally:
+        m.teardown()
+
+
+def test_a_liquidation_found_next_to_an_order_lost_in_a_crash_cuts_the_ledger_once_the_order_fails() -> None:
+    """okx-main liquidates btc-options' -40 BTC while its buy of 20, lost in a crash at the order call, is
+    unknown; once that order fails, the liquidation cuts btc-options' holding (the ledger held -20 BTC against
+    the venue's +20 after the next rebalance).
+
+    The machine's shrunk path: setup (lag 15, history lag 0) → crash after a fill commit → crash at the order
+    call (before the order leaves) → btc-options' exposure 20 → okx-main liquidates → crash after a fill commit.
+    """
+    m = _machine(lag=15.0, history_lag=0.0)
+    try:
+        m.crash_after_a_fill_commit()  # hedged: btc-options -40 on okx-main; a restart
+        m.crash_at_the_order_call(after=False)
+        m.exposure_changes(change=("btc-options", 20.0))  # the buy of 20 dies at the call; restart: unknown
+        m.venue_liquidates(venue="okx-main")  # BTC -40 -> 0 next to the unknown order: held back
+        m.ledgers_match_venues_when_nothing_is_unknown()
+        m.crash_after_a_fill_commit()  # the order fails at the lag; btc-options rebalances; a restart
+        assert not m.w.bot.hedger.open
+        m.ledgers_match_venues_when_nothing_is_unknown()
+        m.time_passes(seconds=5.0)
+        m.ledgers_match_venues_when_nothing_is_unknown()
+        m.one_effect_per_order_intent()
+    finally:
+        m.teardown()
+
+
+def test_a_liquidation_seen_before_a_lost_fill_is_found_cuts_that_fill() -> None:
+    """btc-options' first sell of 40 fills but its answer is lost; okx-main liquidates before its history shows
+    the order; once adopted, the fill is cut by the liquidation (the ledger kept -40 against the venue's 0)."""
+    m = _machine(lag=60.0, history_lag=10.0)
+    try:
+        m.arm_fault(venue="okx-main", fault="timeout")  # btc-options sells 40 BTC; the answer is lost
+        m.venue_liquidates(venue="okx-main")  # the venue closes it (and eth-inventory's hedge) at mark
+        m.time_passes(seconds=5.0)  # the history shows the fill: adopted
+        assert not m.w.bot.hedger.open
+        m.ledgers_match_venues_when_nothing_is_unknown()
+        m.time_passes(seconds=5.0)
+        m.ledgers_match_venues_when_nothing_is_unknown()
+    finally:
+        m.teardown()
+
+
+def test_a_liquidation_held_back_by_an_unknown_order_survives_a_restart() -> None:
+    """As above with a restart between the liquidation and the order's failure: what the bot held back is in
+    the store, so the new process cuts btc-options' holding, and halts okx-main (found at its first look)."""
+    m = _machine(lag=15.0, history_lag=0.0)
+    try:
+        m.time_passes(seconds=5.0)  # hedged: btc-options -40 on okx-main
+        m.crash_at_the_order_call(after=False)
+        m.exposure_changes(change=("btc-options", 20.0))  # the buy of 20 dies at the call; restart: unknown
+        m.venue_liquidates(venue="okx-main")  # BTC -40 -> 0 next to the unknown order: held back
+        m.restart()
+        m.time_passes(seconds=20.0)  # the order fails at the lag; the liquidation reaches the ledger
+        assert not m.w.bot.hedger.open
+        m.ledgers_match_venues_when_nothing_is_unknown()
+        assert m.store.flags_with_prefix("ctl:halt:okx-main")
+        m.time_passes(seconds=5.0)
+        m.ledgers_match_venues_when_nothing_is_unknown()
     finally:
         m.teardown()

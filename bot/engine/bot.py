@@ -34,7 +34,7 @@ from bot.engine.executor import Executor, Outcome
 from bot.engine.hedger import HedgePlan, Hedger, Seen
 from bot.engine.killswitch import Controls, KillSwitch
 from bot.engine.orders import OrderOutcome
-from bot.engine.positions import PositionWatch, parse
+from bot.engine.positions import PositionWatch
 from bot.engine.reconcile import Reconciler
 from bot.errors import MarginbotError, VenueBanned
 from bot.notify import OutboxWorker, note
@@ -373,7 +373,9 @@ class Bot:
                 continue
             changed[change.venue] = (change.before, change.after)
             self.store.save_positions(change.venue, change.after, now, changed_from=change.before)
-            if change.while_down and not self._explained(change.venue, change.before, change.after):
+            # a symbol with an order of unknown outcome is held by the watch (its change is that order's to
+            # explain, once classified): what changed while down here is something else, a liquidation
+            if change.while_down:
                 self.kill.halt(
                     now,
                     by=BOT,
@@ -383,16 +385,6 @@ class Bot:
                 )
                 halted.add(change.venue)
         return changed, frozenset(halted)
-
-    def _explained(self, venue: str, before: str | None, after: str) -> bool:
-        """A change seen at start that only touches symbols with an order of unknown outcome: that order may
-        be it (reconciliation will tell), so it is no reason to halt the venue."""
-        if self.hedger is None:
-            return False
-        busy = self.hedger.busy_symbols(venue)
-        old, new = parse(before), parse(after)
-        changed = {s for s in set(old) | set(new) if abs(old.get(s, 0.0) - new.get(s, 0.0)) > 1e-9}
-        return bool(changed) and changed <= busy
 
     # --- intents -----------------------------------------------------------------------------------------
     def _load_intents(self, now: float) -> None:

@@ -107,6 +107,7 @@ class Hedger:
                 o = dataclasses.replace(o, status=OrderStatus.UNKNOWN)
             self.open[o.id] = o
         self.unreconciled = set(self.open)
+        self._hold()
 
     def reload_open(self, now: float) -> None:
         """A person may have resolved an order of unknown outcome: take the store's word for it, and count
@@ -123,7 +124,7 @@ class Hedger:
             filled = float(row["filled"])
             signed = filled if o.side == "buy" else -filled
             ledgers, positions = self.on_fill(
-                o, signed, float(row["avg_price"] or 0.0), float(row["fee"] or 0.0), True
+                o, signed, float(row["avg_price"] or 0.0), float(row["fee"] or 0.0)
             )
             for u in ledgers:
                 self.store.save_ledger(
@@ -131,10 +132,18 @@ class Hedger:
                 )
             if positions is not None:
                 self.store.save_positions(o.venue, positions, now, changed_from=None)
+        self._hold()
 
     def busy_symbols(self, venue: str) -> frozenset[str]:
         """Symbols with an order of unknown outcome on `venue`: only they may be explained by one."""
         return frozenset(o.symbol for o in self.open.values() if o.venue == venue)
+
+    def _hold(self) -> None:
+        """The watch holds each symbol with an order of unknown outcome at what the bot knew before it; once
+        the last one there is classified, the venue is compared afresh, so a liquidation seen meanwhile reaches
+        the ledgers (`_external`) on top of the order's fill."""
+        if self.watch is not None:
+            self.watch.hold({v: self.busy_symbols(v) for v in self.busy_venues})
 
     @property
     def busy_venues(self) -> frozenset[str]:
@@ -161,24 +170,16 @@ class Hedger:
 
     # --- fills -----------------------------------------------------------------------------------------
     def on_fill(
-        self, o: OrderView, signed: float, price: float, fee: float, reconciled: bool = False
+        self, o: OrderView, signed: float, price: float, fee: float
     ) -> tuple[list[LedgerUpdate], str | None]:
         """Our own fill: the venue's expected positions move, and the ledgers that own it change with them.
 
-        A fill adopted by reconciliation may already be in what the bot last observed at the venue: then that
-        observation is taken as what the venue should show, instead of adding the fill a second time.
+        A fill adopted by reconciliation is added to what the bot knew before the order: the watch held the
+        order's symbol meanwhile, so no observation of the fill was taken in (nor counted twice).
         """
         w = self.watch
         before = w.held(o.venue, o.symbol) if w is not None else 0.0
-        if w is None:
-            positions = None
-        elif reconciled and (w.seen_since(o.venue, o.created_at) or not w.observed(o.venue)):
-            # observed after the order was sent, or not yet by this process (the positions stored before a
-            # restart may already hold the fill): take the venue's observation, never add the fill on top
-            positions = w.resync(o.venue)
-            before -= signed  # the observation already held it
-        else:
-            positions = w.expect(o.venue, o.symbol, signed)
+        positions = w.expect(o.venue, o.symbol, signed) if w is not None else None
         if o.program is None:  # a de-risk order: the programs sharing the position give it up pro rata
             return self._scale(o.key, before, before + signed, price), positions
         if o.program not in self.states:
@@ -211,6 +212,7 @@ class Hedger:
             if r.classified:
                 self.open.pop(o.id, None)
                 self.unreconciled.discard(o.id)
+        self._hold()
         return out
 
     async def send(self, orders: tuple[OrderAction, ...], now: float) -> list[OrderOutcome]:
@@ -223,6 +225,7 @@ class Hedger:
             out.append(r)
             if r.status is OrderStatus.UNKNOWN:
                 self.open[r.order.id] = r.order
+                self._hold()
             if r.filled > 0 and r.order.program in self._planned:
                 filled.add(r.order.program)
         for name in sorted(filled):
@@ -302,14 +305,15 @@ class Hedger:
         return alerts
 
     def _external(self, seen: Seen) -> list[Alert]:
-        """A position the venue reduced by itself (a liquidation, a manual close) leaves the ledgers pro rata."""
+        """A position the venue reduced by itself (a liquidation, a manual close) leaves the ledgers pro rata.
+
+        A symbol with an order of unknown outcome shows no change here (the watch holds it); once the order is
+        classified, the change is what the venue shows beyond its fill.
+        """
         alerts: list[Alert] = []
         for venue, (before_json, after_json) in seen.changes.items():
-            busy = self.busy_symbols(venue)
             before, after = parse(before_json), parse(after_json)
             for symbol in set(before) | set(after):
-                if symbol in busy:  # an order of unknown outcome may explain it: reconciliation will tell
-                    continue
                 key = f"{venue}|{symbol}"
                 owners = [n for n, st in self.states.items() if abs(st.holdings.get(key, 0.0)) > EPS]
                 if not owners:

@@ -27,9 +27,9 @@ from bot.venues.base import OrderPort, OrderReceipt, OrderRequest
 
 log = structlog.get_logger("marginbot.orders")
 
-# called with (order, filled signed qty, avg price, fee, adopted later by reconciliation?); returns the ledgers
-# and the venue's expected positions (canonical JSON) to commit with the result
-OnFill = Callable[[OrderView, float, float, float, bool], tuple[list[LedgerUpdate], str | None]]
+# called with (order, filled signed qty, avg price, fee); returns the ledgers and the venue's expected positions
+# (canonical JSON) to commit with the result
+OnFill = Callable[[OrderView, float, float, float], tuple[list[LedgerUpdate], str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +87,7 @@ class OrderDesk:
     def _adopt(self, o: OrderView, r: OrderReceipt, now: float, on_fill: OnFill, how: str) -> OrderOutcome:
         status = status_of(o, r)
         signed = float(r.filled) if o.side == "buy" else -float(r.filled)
-        ledgers, positions = (
-            on_fill(o, signed, r.avg_price, r.fee, how == "reconciled")
-            if r.filled > 0 and r.done
-            else ([], None)
-        )
+        ledgers, positions = on_fill(o, signed, r.avg_price, r.fee) if r.filled > 0 and r.done else ([], None)
         severity = "info" if status is OrderStatus.FILLED else "warning"
         if status is OrderStatus.UNKNOWN:
             severity = "critical"

@@ -1,8 +1,16 @@
-"""Noticing position changes, above all those that happened while the bot was down (a liquidation)."""
+"""Noticing position changes, above all those that happened while the bot was down (a liquidation).
+
+The watch keeps what each venue should show as far as the bot knows: the last observation, plus the bot's own
+fills. A symbol with an order of unknown outcome is *held*: what the venue shows there may be that order's
+fill, so its observations are not taken in until the order is classified. Then its fill (if any) is added to
+what was known before it, and the next observation shows whatever else moved (a liquidation) as a change.
+What the watch knows is what the store keeps, so a hold survives a restart.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.core.actions import canonical_json
@@ -41,24 +49,20 @@ class PositionWatch:
         self._unseen = set(known)  # venues not yet observed since start
         self._last: dict[str, tuple[Position, ...]] = {}
         self._checked_at: dict[str, float] = {}  # when each venue was last compared
+        self._held: dict[str, frozenset[str]] = {}  # venue -> symbols with an order of unknown outcome
 
-    def observed(self, venue: str) -> bool:
-        """Whether this process has observed the venue at all (since its start)."""
-        return venue in self._checked_at
+    def hold(self, held: Mapping[str, frozenset[str]]) -> None:
+        """Hold these symbols (venue -> symbols with an order of unknown outcome) at what is known of them;
+        a venue whose hold is released is compared afresh at its next observation."""
+        new = {v: s for v, s in held.items() if s}
+        for venue, symbols in self._held.items():
+            if symbols - new.get(venue, frozenset()):
+                self._last.pop(venue, None)
+        self._held = new
 
     def seen_since(self, venue: str, ts: float) -> bool:
         """Whether the venue was observed after `ts` (its positions then may already include a fill)."""
         return self._checked_at.get(venue, float("-inf")) > ts
-
-    def resync(self, venue: str) -> str | None:
-        """Take what the venue showed at its last observation as what it should show (after adopting a fill
-        that observation may already contain). Returns those canonical positions, if any."""
-        last = self._last.get(venue)
-        if last is None:
-            self._known.pop(venue, None)
-            return None
-        self._known[venue] = canonical(last)
-        return self._known[venue]
 
     def held(self, venue: str, symbol: str) -> float:
         """What the venue should show on `symbol`, as far as the bot knows."""
@@ -83,7 +87,7 @@ class PositionWatch:
         if self._last.get(v) is snap.positions:
             return None
         self._last[v] = snap.positions
-        now = canonical(snap.positions)
+        now = self._taken_in(v, snap.positions)
         before = self._known.get(v)
         first = v in self._unseen
         self._unseen.discard(v)
@@ -91,3 +95,13 @@ class PositionWatch:
             return None
         self._known[v] = now
         return Change(v, before, now, while_down=first and before is not None)
+
+    def _taken_in(self, venue: str, positions: tuple[Position, ...]) -> str:
+        """The observed positions, with each held symbol kept at what is known of it (canonical JSON)."""
+        held = self._held.get(venue)
+        if not held:
+            return canonical(positions)
+        known = parse(self._known.get(venue))
+        rows = [[p.symbol, p.qty] for p in positions if p.symbol not in held]
+        rows += [[s, q] for s, q in known.items() if s in held]
+        return canonical_json(sorted(rows))
