@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -356,6 +356,7 @@ async def _run(
             await wired.live.close()
         if rehearsal is not None:
             await rehearsal.stop()
+        store.engine.dispose()  # closed now, not checkpointed whenever the garbage collector gets to it
 
 
 @app.command()
@@ -484,16 +485,19 @@ def simulate(
             path = Path(tempfile.mkdtemp(prefix="marginbot-sim-")) / "simulate.db"
             url = f"sqlite:///{path}"
         store = open_store(s, url, purpose="simulation", scenario=sc.name, ts=sc.start.timestamp())
-        progress = _progress_printer(sc.steps)
-        started = time.perf_counter()
-        out = asyncio.run(Replay(sc, s, store, progress).run())
-        elapsed = time.perf_counter() - started
-        typer.echo(f"simulated {sc.steps:,} steps in {elapsed:.1f}s; store: {_redact_db(url)}", err=True)
-        if report is not None:
-            report.mkdir(parents=True, exist_ok=True)
-            (report / "simulate.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
-            with (report / "audit.jsonl").open("w", encoding="utf-8") as fh:
-                fh.writelines(chain.export_lines(store.engine, "jsonl"))
+        try:  # closed when done (a store left to the garbage collector is checkpointed at a random moment)
+            progress = _progress_printer(sc.steps)
+            started = time.perf_counter()
+            out = asyncio.run(Replay(sc, s, store, progress).run())
+            elapsed = time.perf_counter() - started
+            typer.echo(f"simulated {sc.steps:,} steps in {elapsed:.1f}s; store: {_redact_db(url)}", err=True)
+            if report is not None:
+                report.mkdir(parents=True, exist_ok=True)
+                (report / "simulate.json").write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+                with (report / "audit.jsonl").open("w", encoding="utf-8") as fh:
+                    fh.writelines(chain.export_lines(store.engine, "jsonl"))
+        finally:
+            store.engine.dispose()
         if as_json:
             typer.echo(json.dumps(out, indent=2))
         else:
@@ -815,9 +819,8 @@ def resolve(
 
     def body() -> None:
         from bot.app import open_store
-        from bot.core.actions import OPEN_STATUSES, IntentStatus
-        from bot.engine.killswitch import KillSwitch
-        from bot.notify import note
+        from bot.core.lifecycle import Lost, resolvable
+        from bot.engine.resolution import INTENT_OUTCOMES, resolve_intent
 
         s = _settings(config)
         if not reason.strip():
@@ -829,43 +832,22 @@ def resolve(
         if row is None and store.get_order(intent_id) is not None:
             _resolve_order(s, store, intent_id, name, outcome, reason, filled, price)
             return
-        if outcome not in ("confirmed", "failed"):
+        if outcome not in INTENT_OUTCOMES:
             raise BadInput(f"--outcome: expected confirmed or failed, got {outcome!r}")
         if filled is not None or price is not None:
             raise BadInput("--filled and --price are for orders; this is a transfer")
         if row is None:
             raise BadInput(f"ID: no intent or order {intent_id!r}")
-        if row.status not in OPEN_STATUSES or row.status is IntentStatus.PENDING_APPROVAL:
+        if not resolvable(row.status):
             typer.echo(
                 f"error: intent {intent_id} is {row.status.value}: only transfers in flight or of unknown "
                 "outcome are resolved by hand",
                 err=True,
             )
             raise typer.Exit(1)
-        now = time.time()
-        status = IntentStatus(outcome)
-        what = f"{row.kind.value} {row.amount} {row.asset} via {row.route}"
-        store.set_intent_status(
-            intent_id,
-            status,
-            now,
-            venue=row.venue,
-            data={"resolved_by": name, "reason": reason, "by_hand": True, "was": row.status.value},
-            notes=[
-                note(
-                    "warning",
-                    "resolved",
-                    f"{row.venue}: {what} resolved {outcome} by {name}",
-                    desk=s.bot.desk,
-                    venue=row.venue,
-                    asset=row.asset,
-                    detail=f"intent {intent_id}: {reason}",
-                )
-            ],
-        )
-        KillSwitch(store, poll_seconds=0, desk=s.bot.desk).mark_intents_changed(
-            now, by=name, intent_id=intent_id
-        )
+        done = resolve_intent(store, row, outcome, by=name, reason=reason, now=time.time(), desk=s.bot.desk)
+        if isinstance(done, Lost):
+            _changed_meanwhile("intent", intent_id, done.actual)
         typer.echo(f"intent {intent_id} resolved as {outcome} (was {row.status.value})")
 
     _guard(body)
@@ -886,8 +868,8 @@ def _resolve_order(
     from decimal import Decimal, InvalidOperation
 
     from bot.core.hedge import OrderStatus
-    from bot.engine.killswitch import KillSwitch
-    from bot.notify import note
+    from bot.core.lifecycle import Lost
+    from bot.engine.resolution import resolve_order
 
     o = store.get_order(order_id)
     if o.status is not OrderStatus.UNKNOWN:
@@ -911,29 +893,27 @@ def _resolve_order(
         status = OrderStatus.FILLED if qty == o.qty else OrderStatus.PARTIALLY_FILLED
     else:
         raise BadInput(f"--outcome: expected filled or failed for an order, got {outcome!r}")
-    now = time.time()
-    store.order_result(
-        order_id,
+    done = resolve_order(
+        store,
+        o,
         status,
-        now,
-        venue=o.venue,
         filled=qty,
         avg_price=avg,
-        fee=0.0 if qty is not None else None,
-        data={"resolved_by": name, "reason": reason, "by_hand": True, "was": o.status.value},
-        notes=[
-            note(
-                "warning",
-                "resolved",
-                f"{o.venue}: order {o.side} {o.qty} {o.symbol} resolved {status.value} by {name}",
-                desk=s.bot.desk,
-                venue=o.venue,
-                detail=f"order {order_id}: {reason}",
-            )
-        ],
+        by=name,
+        reason=reason,
+        now=time.time(),
+        desk=s.bot.desk,
     )
-    KillSwitch(store, poll_seconds=0, desk=s.bot.desk).mark_intents_changed(now, by=name, intent_id=order_id)
+    if isinstance(done, Lost):
+        _changed_meanwhile("order", order_id, done.actual)
     typer.echo(f"order {order_id} resolved as {status.value} (was {o.status.value})")
+
+
+def _changed_meanwhile(what: str, given_id: str, actual: Any) -> NoReturn:
+    """A resolve that lost its race: someone (the bot's reconciliation) recorded an outcome first; exit 1."""
+    now_is = "gone" if actual is None else actual.value
+    typer.echo(f"error: {what} {given_id} is now {now_is}, changed meanwhile; nothing was written", err=True)
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -17,7 +17,7 @@ MarginbotError
 │   ├── OrderRefused         the venue refused the order (reduce-only would grow, margin, unknown symbol)
 │   └── IntegrityError       the store or the audit chain is inconsistent
 ├── StrategyError            a hedge strategy raised: that program stops, the rest of the bot runs on
-└── InvalidTransition        a programming error: a (state, trigger) pair the venue state table lacks
+└── InvalidTransition        a programming error: a pair a transition table (venue, intent, order) lacks
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class IntegrityError(PermanentError):
 
 
 class InvalidTransition(MarginbotError):
-    """A venue state change that the transition table does not allow."""
+    """A venue, intent or order status change that its transition table does not allow."""
 
 
 class NotBuilt(MarginbotError):

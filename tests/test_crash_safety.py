@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.core.actions import IntentStatus
+from bot.core.lifecycle import IntentEvent, intent_after
 from bot.engine.clock import SimClock
 from bot.store import audit as chain
 from bot.store.db import make_engine
@@ -31,14 +32,16 @@ class CrashingStore(Store):
             raise SimulatedCrash(self.point)
         return created
 
-    def set_intent_status(self, intent_id: str, status: IntentStatus, ts: float, **kw: Any) -> None:
+    def transition_intent(self, intent_id: str, event: IntentEvent, **kw: Any) -> Any:
+        status = intent_after(kw["expected"], event)
         if self.point == "after response, before the result commit" and status is IntentStatus.SUBMITTED:
             raise SimulatedCrash(self.point)
-        super().set_intent_status(intent_id, status, ts, **kw)
+        done = super().transition_intent(intent_id, event, **kw)
         if (self.point == "after the result commit" and status is IntentStatus.SUBMITTED) or (
             self.point == "after the confirmation commit" and status is IntentStatus.CONFIRMED
         ):
             raise SimulatedCrash(self.point)
+        return done
 
 
 @dataclass

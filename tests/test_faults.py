@@ -170,10 +170,10 @@ async def test_risk_checks_that_raise_halt_the_bot(sqlite_url: str) -> None:
 
 
 class BrokenStatusStore(Store):
-    def set_intent_status(self, *a: Any, **kw: Any) -> None:
-        if kw.get("data", {}).get("reconciled"):
+    def transition_intent(self, *a: Any, **kw: Any) -> Any:
+        if (kw.get("data") or {}).get("reconciled"):
             raise RuntimeError("constraint failed")
-        super().set_intent_status(*a, **kw)
+        return super().transition_intent(*a, **kw)
 
 
 async def test_reconciliation_that_raises_halts_the_bot(sqlite_url: str) -> None:

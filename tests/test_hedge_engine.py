@@ -19,6 +19,7 @@ from sqlalchemy import select
 import strategies
 from bot.app import Wired
 from bot.core.hedge import OrderAction, OrderReason, OrderStatus
+from bot.core.lifecycle import Applied, OrderEvent
 from bot.core.margin import Position
 from bot.engine.clock import SimClock
 from bot.errors import IntegrityError, OrderRefused
@@ -126,10 +127,11 @@ class CrashAfterFill(Store):
 
     armed = False
 
-    def order_result(self, order_id: str, status: OrderStatus, ts: float, **kw: Any) -> None:
-        super().order_result(order_id, status, ts, **kw)
-        if self.armed and status is OrderStatus.FILLED:
+    def transition_order(self, order_id: str, event: OrderEvent, **kw: Any) -> Any:
+        done = super().transition_order(order_id, event, **kw)
+        if self.armed and done == Applied(OrderStatus.FILLED):
             raise SimulatedCrash("after the fill commit")
+        return done
 
 
 async def _crash_at_the_venue_call(s: Settings, url: str, clock: SimClock, *, after: bool) -> Wired:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import IntentStatus, TransferAction, TransferKind
+from bot.core.lifecycle import Applied, IntentEvent
 from bot.errors import IntegrityError
 from bot.store import audit as chain
 from bot.store.db import make_engine
@@ -209,14 +210,19 @@ def test_audit_failure_rolls_back_the_approval(engine: Engine) -> None:
 
 
 def test_audit_failure_rolls_back_a_status_change(engine: Engine) -> None:
-    """When the audit append fails inside set_intent_status, the intent keeps its previous status."""
+    """When the audit append fails inside transition_intent, the intent keeps its previous status."""
     store = Store(engine)
     a = _action()
     assert _create(store, a)
     _step_head_back(engine)
     with pytest.raises((IntegrityError, SAIntegrityError)):
-        store.set_intent_status(
-            a.intent_id, IntentStatus.SUBMITTED, T0 + 1, venue="okx-main", venue_ref="tx1"
+        store.transition_intent(
+            a.intent_id,
+            IntentEvent.SENT,
+            expected=IntentStatus.APPROVED,
+            ts=T0 + 1,
+            venue="okx-main",
+            venue_ref="tx1",
         )
     row = _intent_row(engine, a.intent_id)
     assert (row.status, row.venue_ref, row.submitted_at) == ("approved", None, None)
@@ -232,13 +238,28 @@ def test_audit_failure_rolls_back_recorded_notes(engine: Engine) -> None:
     assert _count(engine, notifications) == 0
 
 
-def test_set_intent_status_records_the_transition(engine: Engine) -> None:
-    """set_intent_status updates the row and appends one intent.<status> record carrying the venue reference."""
+def test_transition_intent_records_the_transition(engine: Engine) -> None:
+    """transition_intent updates the row and appends one intent.<status> record (from, to, event) carrying the
+    venue reference."""
     store = Store(engine)
     a = _action()
     assert _create(store, a)
-    store.set_intent_status(a.intent_id, IntentStatus.SUBMITTED, T0 + 1, venue="okx-main", venue_ref="okx-77")
-    store.set_intent_status(a.intent_id, IntentStatus.CONFIRMED, T0 + 601, venue="okx-main")
+    sent = store.transition_intent(
+        a.intent_id,
+        IntentEvent.SENT,
+        expected=IntentStatus.APPROVED,
+        ts=T0 + 1,
+        venue="okx-main",
+        venue_ref="okx-77",
+    )
+    settled = store.transition_intent(
+        a.intent_id,
+        IntentEvent.VENUE_CONFIRMED,
+        expected=IntentStatus.SUBMITTED,
+        ts=T0 + 601,
+        venue="okx-main",
+    )
+    assert (sent, settled) == (Applied(IntentStatus.SUBMITTED), Applied(IntentStatus.CONFIRMED))
     row = _intent_row(engine, a.intent_id)
     assert (row.status, row.venue_ref, row.submitted_at, row.settled_at) == (
         "confirmed",
@@ -248,7 +269,13 @@ def test_set_intent_status_records_the_transition(engine: Engine) -> None:
     )
     recs = list(chain.rows(engine))
     assert [r["kind"] for r in recs] == ["intent.created", "intent.submitted", "intent.confirmed"]
-    assert recs[1]["data"] == {"intent": a.intent_id, "status": "submitted", "venue_ref": "okx-77"}
+    assert recs[1]["data"] == {
+        "intent": a.intent_id,
+        "status": "submitted",
+        "from": "approved",
+        "event": "sent",
+        "venue_ref": "okx-77",
+    }
     assert chain.verify(engine).ok
 
 

@@ -12,6 +12,7 @@ from decimal import Decimal
 @dataclass(frozen=True, slots=True)
 class Allowed:
     reason: str = "within automatic limits"
+    break_glass: bool = False  # sent before approval at the de-risk level (stored as a flag on the intent)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from bot.core.hedge import (
     Trade,
 )
 from bot.core.hedge_book import HedgeState, stop_reason
+from bot.core.lifecycle import Lost, OrderEvent
 from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.engine.orders import OrderDesk, OrderOutcome
 from bot.engine.positions import PositionWatch, parse
@@ -97,14 +98,21 @@ class Hedger:
         for stored_order in self.store.open_orders():
             o = stored_order
             if o.status is OrderStatus.APPROVED:
-                self.store.order_result(
+                done = self.store.transition_order(
                     o.id,
-                    OrderStatus.UNKNOWN,
-                    now,
+                    OrderEvent.RESTART_UNKNOWN,
+                    expected=o.status,
+                    ts=now,
                     venue=o.venue,
                     data={"reconciled": "the bot stopped between recording the order and the venue's answer"},
                 )
-                o = dataclasses.replace(o, status=OrderStatus.UNKNOWN)
+                if isinstance(done, Lost):  # changed meanwhile: the store's word; only unknown stays open
+                    fresh = self.store.get_order(o.id)
+                    if fresh is None or fresh.status is not OrderStatus.UNKNOWN:
+                        continue
+                    o = fresh
+                else:
+                    o = dataclasses.replace(o, status=done.status)
             self.open[o.id] = o
         self.unreconciled = set(self.open)
         self._hold()
@@ -115,24 +123,27 @@ class Hedger:
         before = self.open
         self.open = {o.id: o for o in self.store.open_orders() if o.status is OrderStatus.UNKNOWN}
         for oid, o in before.items():
-            if oid in self.open:
-                continue
-            self.unreconciled.discard(oid)
-            row = self.store.order_row(oid)
-            if row is None or not row["filled"]:
-                continue
-            filled = float(row["filled"])
-            signed = filled if o.side == "buy" else -filled
-            ledgers, positions = self.on_fill(
-                o, signed, float(row["avg_price"] or 0.0), float(row["fee"] or 0.0)
-            )
-            for u in ledgers:
-                self.store.save_ledger(
-                    u, now, events=[("hedge.ledger", o.venue, {"program": u.name, "resolved_order": oid})]
-                )
-            if positions is not None:
-                self.store.save_positions(o.venue, positions, now, changed_from=None)
+            if oid not in self.open:
+                self._book_resolved(o, now)
         self._hold()
+
+    def _book_resolved(self, o: OrderView, now: float) -> None:
+        """An open order someone else closed (a person's `resolve`): it leaves the open set, and the fill they
+        recorded, if any, is counted in the program's ledger once."""
+        self.open.pop(o.id, None)
+        self.unreconciled.discard(o.id)
+        row = self.store.order_row(o.id)
+        if row is None or not row["filled"]:
+            return
+        filled = float(row["filled"])
+        signed = filled if o.side == "buy" else -filled
+        ledgers, positions = self.on_fill(o, signed, float(row["avg_price"] or 0.0), float(row["fee"] or 0.0))
+        for u in ledgers:
+            self.store.save_ledger(
+                u, now, events=[("hedge.ledger", o.venue, {"program": u.name, "resolved_order": o.id})]
+            )
+        if positions is not None:
+            self.store.save_positions(o.venue, positions, now, changed_from=None)
 
     def busy_symbols(self, venue: str) -> frozenset[str]:
         """Symbols with an order of unknown outcome on `venue`: only they may be explained by one."""
@@ -209,7 +220,9 @@ class Hedger:
             if r is None:
                 continue
             out.append(r)
-            if r.classified:
+            if r.lost and r.classified:  # a person resolved it while the bot looked: book theirs
+                self._book_resolved(o, now)
+            elif r.classified:
                 self.open.pop(o.id, None)
                 self.unreconciled.discard(o.id)
         self._hold()
@@ -223,7 +236,9 @@ class Hedger:
             if r is None:
                 continue
             out.append(r)
-            if r.status is OrderStatus.UNKNOWN:
+            if r.lost and r.classified:  # someone else recorded its result first: book theirs
+                self._book_resolved(r.order, now)
+            elif r.status is OrderStatus.UNKNOWN:
                 self.open[r.order.id] = r.order
                 self._hold()
             if r.filled > 0 and r.order.program in self._planned:

@@ -6,7 +6,9 @@
     reconcile: found -> adopt its fill; not found past the lag and never acknowledged -> failed;
                found without a final status -> stays unknown, paged once
 
-A fill is committed together with the hedge program's new ledger (see `bot.store.orders`).
+A fill is committed together with the hedge program's new ledger (see `bot.store.orders`). Each result is a
+transition of the order's lifecycle (`bot.core.lifecycle`) from the status the bot read; if a person resolved
+the order meanwhile (a lost race), nothing of the bot's is recorded or counted, and the outcome says `lost`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from decimal import Decimal
 import structlog
 
 from bot.core.hedge import OrderAction, OrderStatus, OrderView
+from bot.core.lifecycle import Lost, OrderEvent, order_after
 from bot.errors import KeyRejected, OrderRefused, RateLimited, UnknownOutcome, VenueBanned, VenueUnavailable
 from bot.notify import note
-from bot.store.orders import LedgerUpdate
+from bot.store.orders import FillEffects, LedgerUpdate
 from bot.store.repo import Store
 from bot.venues.base import OrderPort, OrderReceipt, OrderRequest
 
@@ -39,6 +42,7 @@ class OrderOutcome:
     filled: Decimal = Decimal(0)
     avg_price: float = 0.0
     classified: bool = True
+    lost: bool = False  # a person resolved it first: `order` is as the store has it, nothing of ours counted
 
 
 def view_of(a: OrderAction, now: float) -> OrderView:
@@ -61,14 +65,20 @@ def request_of(o: OrderView) -> OrderRequest:
     return OrderRequest(o.id, o.venue, o.symbol, o.side, o.qty, o.reduce_only)
 
 
-def status_of(o: OrderView, r: OrderReceipt) -> OrderStatus:
+def event_of(o: OrderView, r: OrderReceipt) -> OrderEvent:
+    """What the venue's answer says happened to the order."""
     if not r.done:
-        return OrderStatus.UNKNOWN
+        return OrderEvent.OUTCOME_LOST
     if r.filled >= o.qty:
-        return OrderStatus.FILLED
+        return OrderEvent.FILLED
     if r.filled > 0:
-        return OrderStatus.PARTIALLY_FILLED
-    return OrderStatus.FAILED
+        return OrderEvent.PARTIALLY_FILLED
+    return OrderEvent.UNFILLED
+
+
+def event_status(o: OrderView, event: OrderEvent) -> OrderStatus:
+    """The status `event` leads to from the order's status (for messages written with the transition)."""
+    return order_after(o.status, event)
 
 
 class OrderDesk:
@@ -84,30 +94,41 @@ class OrderDesk:
         who = f"hedge {o.program}" if o.program else "de-risk"
         return f"{who}: {o.side} {o.qty} {o.symbol}{ro} ({o.reason.value})"
 
+    def _lost(self, o: OrderView, event: OrderEvent, lost: Lost[OrderStatus]) -> OrderOutcome:
+        """A person (or another writer) changed the order first: their record stands, the bot takes it."""
+        log.info("order changed meanwhile", order=o.id, on=event.value, now_is=str(lost.actual))
+        fresh = self.store.get_order(o.id)
+        seen = dataclasses.replace(o, status=fresh.status) if fresh is not None else o
+        status = seen.status
+        return OrderOutcome(seen, status, classified=status is not OrderStatus.UNKNOWN, lost=True)
+
     def _adopt(self, o: OrderView, r: OrderReceipt, now: float, on_fill: OnFill, how: str) -> OrderOutcome:
-        status = status_of(o, r)
+        event = event_of(o, r)
         signed = float(r.filled) if o.side == "buy" else -float(r.filled)
-        ledgers, positions = on_fill(o, signed, r.avg_price, r.fee) if r.filled > 0 and r.done else ([], None)
-        severity = "info" if status is OrderStatus.FILLED else "warning"
-        if status is OrderStatus.UNKNOWN:
+        # the fill is counted (ledgers, expected positions) only once the result is recorded
+        effects: FillEffects | None = None
+        if r.filled > 0 and r.done:
+            effects = lambda: on_fill(o, signed, r.avg_price, r.fee)  # noqa: E731 (called by the store)
+        severity = "info" if event is OrderEvent.FILLED else "warning"
+        if event is OrderEvent.OUTCOME_LOST:
             severity = "critical"
-        self.store.order_result(
+        done = self.store.transition_order(
             o.id,
-            status,
-            now,
+            event,
+            expected=o.status,
+            ts=now,
             venue=o.venue,
             filled=r.filled,
             avg_price=r.avg_price,
             fee=r.fee,
             venue_ref=r.venue_ref,
-            ledgers=ledgers,
-            positions=positions,
+            effects=effects,
             data={"how": how},
             notes=[
                 note(
                     severity,
                     "order",
-                    f"{o.venue}: {self._what(o)} {status.value}: {r.filled} at {r.avg_price:,.2f}",
+                    f"{o.venue}: {self._what(o)} {event_status(o, event)}: {r.filled} at {r.avg_price:,.2f}",
                     desk=self.desk,
                     venue=o.venue,
                     detail=f"order {o.id} ({how}); venue ref {r.venue_ref}; fee {r.fee:,.2f}"
@@ -115,15 +136,20 @@ class OrderDesk:
                 )
             ],
         )
+        if isinstance(done, Lost):
+            return self._lost(o, event, done)
+        status = done.status
         # the venue answered with its reference: an order it acknowledged is never failed for not being found
         seen = dataclasses.replace(o, status=status, acknowledged=True)
         return OrderOutcome(seen, status, r.filled, r.avg_price, classified=status is not OrderStatus.UNKNOWN)
 
-    def _fail(self, o: OrderView, now: float, status: OrderStatus, severity: str, why: str) -> OrderOutcome:
-        self.store.order_result(
+    def _fail(self, o: OrderView, now: float, event: OrderEvent, severity: str, why: str) -> OrderOutcome:
+        status = event_status(o, event)
+        done = self.store.transition_order(
             o.id,
-            status,
-            now,
+            event,
+            expected=o.status,
+            ts=now,
             venue=o.venue,
             error=why,
             notes=[
@@ -137,7 +163,10 @@ class OrderDesk:
                 )
             ],
         )
-        return OrderOutcome(o, status, classified=status is not OrderStatus.UNKNOWN)
+        if isinstance(done, Lost):
+            return self._lost(o, event, done)
+        seen = dataclasses.replace(o, status=done.status)
+        return OrderOutcome(seen, done.status, classified=done.status is not OrderStatus.UNKNOWN)
 
     async def execute(self, a: OrderAction, now: float, on_fill: OnFill) -> OrderOutcome | None:
         """Commit the order intent, then place it; None when the same intent was already recorded."""
@@ -147,14 +176,14 @@ class OrderDesk:
         try:
             receipt = await self.port.place(request_of(o))
         except OrderRefused as e:
-            return self._fail(o, now, OrderStatus.FAILED, "warning", f"refused: {e}")
+            return self._fail(o, now, OrderEvent.REFUSED, "warning", f"refused: {e}")
         except (VenueUnavailable, RateLimited, VenueBanned, KeyRejected) as e:  # refused before the book
-            return self._fail(o, now, OrderStatus.FAILED, "warning", f"not sent: {e}")
+            return self._fail(o, now, OrderEvent.REFUSED, "warning", f"not sent: {e}")
         except Exception as e:  # UnknownOutcome or anything unexpected: it may have traded; never re-send
             if not isinstance(e, UnknownOutcome):
                 log.error("unexpected error from the order call", order=o.id, error=type(e).__name__)
             return self._fail(
-                o, now, OrderStatus.UNKNOWN, "critical", f"{type(e).__name__}: {e}; it will be looked up"
+                o, now, OrderEvent.OUTCOME_LOST, "critical", f"{type(e).__name__}: {e}; it will be looked up"
             )
         return self._adopt(o, receipt, now, on_fill, "placed")
 
@@ -173,7 +202,7 @@ class OrderDesk:
             return self._fail(
                 o,
                 now,
-                OrderStatus.FAILED,
+                OrderEvent.NOT_FOUND,
                 "warning",
                 f"not found at the venue {self.lag:.0f}s after it was sent",
             )

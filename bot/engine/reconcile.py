@@ -9,6 +9,8 @@
     lookup fails                    -> no change; try again next cycle
 
 An intent is *classified* once one of the first six outcomes was reached; the startup gate waits for all.
+Each change is a transition of the intent's lifecycle (`bot.core.lifecycle`) from the status the bot read; if
+a person resolved the intent meanwhile (a lost race), their record stands and the bot reloads it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from dataclasses import dataclass
 import structlog
 
 from bot.core.actions import IntentStatus
+from bot.core.lifecycle import IntentEvent, Lost
 from bot.core.world import IntentView, RouteSpec
 from bot.engine.executor import request_for
 from bot.notify import note
 from bot.store.repo import Note, Store
-from bot.venues.base import TransferPort, TransferState
+from bot.venues.base import TransferPort, TransferReceipt, TransferState
 
 log = structlog.get_logger("marginbot.reconcile")
 
@@ -64,30 +67,41 @@ class Reconciler:
     def _set(
         self,
         i: IntentView,
-        status: IntentStatus,
+        event: IntentEvent,
         now: float,
         *,
         data: dict[str, object],
         venue_ref: str | None = None,
         notes: list[Note] | None = None,
         settled_at: float | None = None,
-    ) -> IntentView:
-        self.store.set_intent_status(
+    ) -> Finding:
+        """Record what the venue says as a transition from the status the bot read; classified, unless the
+        intent is still unknown after it (ambiguous) or after a person's change that won the race."""
+        done = self.store.transition_intent(
             i.id,
-            status,
-            now,
+            event,
+            expected=i.status,
+            ts=now,
             venue=i.venue,
             venue_ref=venue_ref,
             data=data,
             notes=notes or [],
             settled_at=settled_at,
         )
-        return dataclasses.replace(
+        if isinstance(done, Lost):  # a person (or another writer) changed it first: their record stands
+            log.info("intent changed meanwhile", intent=i.id, on=event.value, now_is=str(done.actual))
+            fresh = self.store.get_intent(i.id)
+            if fresh is None:
+                return Finding(i, classified=False)
+            return Finding(fresh, classified=fresh.status is not IntentStatus.UNKNOWN)
+        changed = dataclasses.replace(
             i,
-            status=status,
+            status=done.status,
             settled_at=settled_at if settled_at is not None else i.settled_at,
             acknowledged=i.acknowledged or venue_ref is not None,
         )
+        unknown = done.status is IntentStatus.UNKNOWN
+        return Finding(changed, classified=True, ambiguous=unknown)
 
     def _page(self, i: IntentView, why: str) -> Note:
         return note(
@@ -112,106 +126,101 @@ class Reconciler:
         except Exception as e:  # nothing learnt: no change, try again next cycle
             log.info("lookup failed", intent=i.id, error=type(e).__name__)
             return Finding(i, classified=False)
-        what = f"{i.kind.value} {i.amount} {i.asset} via {i.route}"
         if receipt is None:
-            if now - i.created_at < self.lag:
-                return Finding(i, classified=False)
-            if not i.acknowledged:
-                return Finding(
-                    self._set(
-                        i,
-                        IntentStatus.FAILED,
-                        now,
-                        data={
-                            "reconciled": "absent at the venue past its consistency lag",
-                            "lag_seconds": self.lag,
-                        },
-                        notes=[
-                            note(
-                                "warning",
-                                "transfer_failed",
-                                f"{i.venue}: {what} never reached the venue",
-                                desk=self.desk,
-                                venue=i.venue,
-                                asset=i.asset,
-                                detail=f"intent {i.id}",
-                            )
-                        ],
-                    ),
-                    classified=True,
+            return self._absent(i, now)
+        return self._found(i, receipt, now)
+
+    @staticmethod
+    def _what(i: IntentView) -> str:
+        return f"{i.kind.value} {i.amount} {i.asset} via {i.route}"
+
+    def _absent(self, i: IntentView, now: float) -> Finding:
+        """Not found at the venue: wait out its lag; then failed if never acknowledged, else ambiguous."""
+        if now - i.created_at < self.lag:
+            return Finding(i, classified=False)
+        if i.acknowledged:
+            return self._ambiguous(i, now, "the venue acknowledged it but no longer finds it")
+        return self._set(
+            i,
+            IntentEvent.NOT_FOUND,
+            now,
+            data={"reconciled": "absent at the venue past its consistency lag", "lag_seconds": self.lag},
+            notes=[
+                note(
+                    "warning",
+                    "transfer_failed",
+                    f"{i.venue}: {self._what(i)} never reached the venue",
+                    desk=self.desk,
+                    venue=i.venue,
+                    asset=i.asset,
+                    detail=f"intent {i.id}",
                 )
-            why = "the venue acknowledged it but no longer finds it"
-        elif receipt.state is None:
-            why = "the venue's answer carries no status"
-        elif receipt.amount != i.amount:
-            why = f"the venue shows {receipt.amount}, the intent says {i.amount}"
-        elif receipt.state is TransferState.SETTLED:
+            ],
+        )
+
+    def _found(self, i: IntentView, receipt: TransferReceipt, now: float) -> Finding | None:
+        """The venue's record of the transfer, adopted when it is consistent with the intent."""
+        if receipt.state is None:
+            return self._ambiguous(i, now, "the venue's answer carries no status")
+        if receipt.amount != i.amount:
+            return self._ambiguous(i, now, f"the venue shows {receipt.amount}, the intent says {i.amount}")
+        if receipt.state is TransferState.SETTLED:
             if i.status is IntentStatus.CONFIRMED:
                 return None
-            settled = receipt.settled_at if receipt.settled_at is not None else now
-            return Finding(
-                self._set(
-                    i,
-                    IntentStatus.CONFIRMED,
-                    now,
-                    data={"reconciled": "settled"},
-                    venue_ref=receipt.venue_ref,
-                    settled_at=settled,
-                    notes=[
-                        note(
-                            "info",
-                            "transfer",
-                            f"{i.venue}: {what} confirmed",
-                            desk=self.desk,
-                            venue=i.venue,
-                            asset=i.asset,
-                        )
-                    ],
-                ),
-                classified=True,
+            return self._set(
+                i,
+                IntentEvent.VENUE_CONFIRMED,
+                now,
+                data={"reconciled": "settled"},
+                venue_ref=receipt.venue_ref,
+                settled_at=receipt.settled_at if receipt.settled_at is not None else now,
+                notes=[
+                    note(
+                        "info",
+                        "transfer",
+                        f"{i.venue}: {self._what(i)} confirmed",
+                        desk=self.desk,
+                        venue=i.venue,
+                        asset=i.asset,
+                    )
+                ],
             )
-        elif receipt.state is TransferState.FAILED:
-            return Finding(
-                self._set(
-                    i,
-                    IntentStatus.FAILED,
-                    now,
-                    data={"reconciled": "failed at the venue"},
-                    venue_ref=receipt.venue_ref,
-                    notes=[
-                        note(
-                            "critical",
-                            "transfer_failed",
-                            f"{i.venue}: {what} failed at the venue",
-                            desk=self.desk,
-                            venue=i.venue,
-                            asset=i.asset,
-                        )
-                    ],
-                ),
-                classified=True,
+        if receipt.state is TransferState.FAILED:
+            return self._set(
+                i,
+                IntentEvent.VENUE_FAILED,
+                now,
+                data={"reconciled": "failed at the venue"},
+                venue_ref=receipt.venue_ref,
+                notes=[
+                    note(
+                        "critical",
+                        "transfer_failed",
+                        f"{i.venue}: {self._what(i)} failed at the venue",
+                        desk=self.desk,
+                        venue=i.venue,
+                        asset=i.asset,
+                    )
+                ],
             )
-        else:
-            if i.status is IntentStatus.UNKNOWN:
-                return Finding(
-                    self._set(
-                        i,
-                        IntentStatus.SUBMITTED,
-                        now,
-                        data={"reconciled": "found at the venue"},
-                        venue_ref=receipt.venue_ref,
-                    ),
-                    classified=True,
-                )
-            return Finding(i, classified=True)
-        # ambiguous: stays (or becomes) unknown, and a human is paged once per intent and process
+        if i.status is IntentStatus.UNKNOWN:  # pending at the venue: an unknown one is adopted
+            return self._set(
+                i,
+                IntentEvent.FOUND_PENDING,
+                now,
+                data={"reconciled": "found at the venue"},
+                venue_ref=receipt.venue_ref,
+            )
+        return Finding(i, classified=True)
+
+    def _ambiguous(self, i: IntentView, now: float, why: str) -> Finding:
+        """Stays (or becomes) unknown, and a human is paged once per intent and process."""
         page = [] if i.id in self._paged else [self._page(i, why)]
         self._paged.add(i.id)
         if i.status is not IntentStatus.UNKNOWN:
-            changed = self._set(
-                i, IntentStatus.UNKNOWN, now, data={"reconciled": "ambiguous", "why": why}, notes=page
+            return self._set(
+                i, IntentEvent.AMBIGUOUS, now, data={"reconciled": "ambiguous", "why": why}, notes=page
             )
-            return Finding(changed, classified=True, ambiguous=True)
         if page:
             self.store.record(now, [("intent.ambiguous", i.venue, {"intent": i.id, "why": why})], page)
         return Finding(i, classified=True, ambiguous=True)

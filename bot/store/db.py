@@ -5,13 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import ColumnElement, Engine, create_engine, event, inspect, update
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
+from sqlalchemy.schema import CreateColumn
 
+from bot.core.approvals import BREAK_GLASS
 from bot.errors import ConfigError, StoreMissing, StoreUnavailable
 from bot.store.audit import ensure_head
-from bot.store.tables import metadata
+from bot.store.tables import intents, metadata
+
+# Columns added to tables after a store may have been created (there is no migration tool: `create_all` makes
+# missing tables, not missing columns). Each: (table, column, rows to set True once when the column is added).
+_ADDED: tuple[tuple[str, str, ColumnElement[bool] | None], ...] = (
+    # break-glass was once read back from the verdict text; the old rows say so there, once, here
+    ("intents", "break_glass", intents.c.verdict.startswith(BREAK_GLASS, autoescape=True)),
+)
 
 
 def make_engine(
@@ -57,8 +66,9 @@ def make_engine(
         if create:
             metadata.create_all(engine)
             ensure_head(engine)
+            upgrade(engine)
         else:
-            _require_schema(engine, label, where)
+            _require_schema(engine, label, where, readonly=readonly)
     except DatabaseError as e:
         engine.dispose()
         if isinstance(e, OperationalError) or not sqlite:
@@ -72,16 +82,52 @@ def make_engine(
     return engine
 
 
-def _require_schema(engine: Engine, label: str, where: str) -> None:
+def _require_schema(engine: Engine, label: str, where: str, *, readonly: bool) -> None:
     with engine.connect().execution_options(readonly=True) as conn:
         present = set(inspect(conn).get_table_names())
-    missing = sorted(set(metadata.tables) - present)
+        missing = sorted(set(metadata.tables) - present)
+        old = [] if missing else _missing_columns(conn)
     if missing:
         engine.dispose()
         raise StoreMissing(
             f"{label}: {where} is not a marginbot database (no {', '.join(missing[:3])} table"
             f"{'s' if len(missing) > 1 else ''})"
         )
+    if old and readonly:
+        engine.dispose()
+        raise StoreMissing(
+            f"{label}: {where} was made by an older marginbot (no {', '.join(old)} column); a command that "
+            "writes (`marginbot run`, `resolve`, `approve`, …) upgrades it, then read it again"
+        )
+    if old:
+        upgrade(engine)
+
+
+def _missing_columns(conn: Any) -> list[str]:
+    inspector = inspect(conn)
+    return [
+        f"{table}.{column}"
+        for table, column, _ in _ADDED
+        if column not in {c["name"] for c in inspector.get_columns(table)}
+    ]
+
+
+def upgrade(engine: Engine) -> list[str]:
+    """Add the columns this release defines that an older store lacks; idempotent (and safe for two processes
+    at once: SQLite's writers queue, PostgreSQL's ADD COLUMN IF NOT EXISTS). Returns the columns added."""
+    added = []
+    with engine.begin() as conn:
+        inspector = inspect(conn)
+        for table, column, set_true in _ADDED:
+            if column in {c["name"] for c in inspector.get_columns(table)}:
+                continue
+            spec = CreateColumn(metadata.tables[table].c[column]).compile(dialect=engine.dialect)
+            guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+            conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN {guard}{spec}")
+            if set_true is not None:
+                conn.execute(update(metadata.tables[table]).where(set_true).values({column: True}))
+            added.append(f"{table}.{column}")
+    return added
 
 
 def parse_url(url: str, label: str = "bot.database_url") -> URL:

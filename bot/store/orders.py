@@ -1,13 +1,15 @@
 """Order intents and hedge ledgers in the store, with the same discipline as transfers.
 
 `create_order` commits the order intent and its audit record before the venue is called;
-`order_result` commits the venue's answer, its audit record and the hedge program's new ledger in one
-transaction, so a fill is never recorded without the ledger that counts it (nor the reverse).
+`transition_order` commits the venue's answer (or a person's resolution), its audit record and the hedge
+program's new ledger in one transaction, so a fill is never recorded without the ledger that counts it (nor the
+reverse). Like intents, an order's status changes only through its lifecycle table, with compare-and-set on the
+status the caller read: a lost race is `Lost(actual)`, and nothing is written.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -16,6 +18,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.hedge import OPEN_ORDER_STATUSES, OrderAction, OrderReason, OrderStatus, OrderView
+from bot.core.lifecycle import Applied, Lost, OrderEvent, order_after
 from bot.errors import IntegrityError
 from bot.store.tables import hedges, orders, venue_status
 
@@ -23,6 +26,12 @@ if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
     from bot.store.repo import Note
+
+
+# what a recorded fill changes besides the order: the programs' ledgers and the venue's expected positions
+# (canonical JSON). Called only once the order's compare-and-set has succeeded, inside its transaction, so a
+# fill that lost its race is never counted.
+FillEffects = Callable[[], tuple[Sequence["LedgerUpdate"], str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,26 +156,37 @@ class OrderRecords:
             return False
         return True
 
-    def order_result(
+    def transition_order(
         self,
         order_id: str,
-        status: OrderStatus,
-        ts: float,
+        event: OrderEvent,
         *,
+        expected: OrderStatus,
+        ts: float,
         venue: str,
         filled: Decimal | None = None,
         avg_price: float | None = None,
         fee: float | None = None,
         venue_ref: str | None = None,
         error: str | None = None,
-        ledgers: Iterable[LedgerUpdate] = (),
-        positions: str | None = None,
+        effects: FillEffects | None = None,
         data: dict[str, Any] | None = None,
         notes: Iterable[Note] = (),
-    ) -> None:
-        """Commit an order's result, with the program's ledger and the venue's expected positions."""
-        values: dict[str, Any] = {"status": status.value, "updated_at": ts}
-        payload: dict[str, Any] = {"id": order_id, "status": status.value, **(data or {})}
+    ) -> Applied[OrderStatus] | Lost[OrderStatus]:
+        """Apply `event` to an order that had `expected` when the caller read it: its result, audit record
+        (from, to, event), and what `effects` returns (ledgers, expected positions) in one transaction.
+
+        `Lost(actual)` when the row no longer has `expected`: nothing is written and `effects` is not called.
+        """
+        new = order_after(expected, event)
+        values: dict[str, Any] = {"status": new.value, "updated_at": ts}
+        payload: dict[str, Any] = {
+            "id": order_id,
+            "status": new.value,
+            "from": expected.value,
+            "event": event.value,
+            **(data or {}),
+        }
         for key, value in (
             ("filled", filled),
             ("avg_price", avg_price),
@@ -178,8 +198,16 @@ class OrderRecords:
                 values[key] = value
                 payload[key] = str(value) if isinstance(value, Decimal) else value
         with self.engine.begin() as conn:
-            conn.execute(update(orders).where(orders.c.id == order_id).values(**values))
-            self._audit(conn, ts, f"order.{status.value}", payload, venue)
+            done = conn.execute(
+                update(orders)
+                .where(orders.c.id == order_id, orders.c.status == expected.value)
+                .values(**values)
+            ).rowcount
+            if not done:
+                actual = conn.execute(select(orders.c.status).where(orders.c.id == order_id)).scalar()
+                return Lost(None if actual is None else OrderStatus(actual))
+            self._audit(conn, ts, f"order.{new.value}", payload, venue)
+            ledgers, positions = effects() if effects is not None else ((), None)
             # what the venue should now show: a restart must not take the bot's own fill for a surprise
             if positions is not None:
                 done = conn.execute(
@@ -195,6 +223,7 @@ class OrderRecords:
                 _put_ledger(conn, ledger, ts)
                 self._audit(conn, ts, "hedge.ledger", {"program": ledger.name, "state": ledger.state}, None)
             self._notes(conn, ts, notes)
+        return Applied(new)
 
     def open_orders(self) -> list[OrderView]:
         q = (

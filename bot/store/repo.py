@@ -1,8 +1,12 @@
 """The store: every write is one transaction that carries its audit record and its notifications.
 
 Money-moving writes follow intent → audit → call → result: `create_intent` commits the intent, its audit
-record and its notifications together before the venue is called; `set_intent_status` commits the result
+record and its notifications together before the venue is called; `transition_intent` commits the result
 the same way. An audit insert that fails rolls the whole transaction back.
+
+A status changes only through `transition_intent` (and `vote`, for the approvers' decision): the new status comes
+from the lifecycle table (`bot.core.lifecycle`) and is written with compare-and-set on the status the caller
+read. A row that no longer has it is a lost race, returned as `Lost(actual)`: nothing is written.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus, TransferAction, TransferKind
-from bot.core.approvals import BREAK_GLASS, Counted, Refused, Request, Vote, cast
+from bot.core.approvals import Counted, Refused, Request, Vote, cast
+from bot.core.lifecycle import Applied, IntentEvent, Lost, intent_after
 from bot.core.world import IntentView
-from bot.errors import IntegrityError
+from bot.errors import IntegrityError, InvalidTransition
 from bot.store import audit as chain
 from bot.store.orders import OrderRecords, already_recorded
 from bot.store.tables import approvals, audit, flags, intents, notifications, orders, venue_status
@@ -31,8 +36,26 @@ SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 # statements built once: parameters are passed at execution, so each compiles once and is cached
 _INSERT_NOTE = insert(notifications)
 _INSERT_INTENT = insert(intents)
-_UPDATE_INTENT = update(intents).where(intents.c.id == bindparam("i_id"))
-_DECIDE_APPROVAL = update(approvals).where(approvals.c.intent_id == bindparam("a_intent"))
+# compare-and-set: the row changes only if it still has the status the caller read
+_CAS_INTENT = update(intents).where(
+    intents.c.id == bindparam("i_id"), intents.c.status == bindparam("i_expected")
+)
+_INTENT_STATUS = select(intents.c.status).where(intents.c.id == bindparam("i_id"))
+_DECIDE_APPROVAL = update(approvals).where(
+    approvals.c.intent_id == bindparam("a_intent"), approvals.c.status == "pending"
+)
+# what an intent's transition does to its approval request, if it has one
+_APPROVAL_AFTER = {
+    IntentEvent.APPROVED: "approved",
+    IntentEvent.REJECTED: "rejected",
+    IntentEvent.EXPIRED: "expired",
+    IntentEvent.WITHDRAWN: "expired",
+}
+# the statuses an intent is recorded with: what the table allows from `proposed`
+_CREATED = {
+    IntentStatus.PENDING_APPROVAL: IntentEvent.REQUESTED_APPROVAL,
+    IntentStatus.APPROVED: IntentEvent.ALLOWED,
+}
 _UPDATE_STATE = update(venue_status).where(venue_status.c.venue == bindparam("v_venue"))
 _INSERT_STATE = insert(venue_status)
 
@@ -158,11 +181,17 @@ class Store(OrderRecords):
         ts: float,
         approval: ApprovalSpec | None = None,
         notes: Iterable[Note] = (),
+        break_glass: bool = False,
     ) -> bool:
         """Commit the intent with its audit record; False when the same intent already exists.
 
         The same id with different parameters is an IntegrityError: a key is never reused for another move.
+        `status` is what the lifecycle allows from `proposed` (pending_approval or approved), else
+        InvalidTransition. `break_glass` marks a move sent before approval at the de-risk level.
         """
+        if status not in _CREATED:
+            raise InvalidTransition(f"intent proposed -> recorded as {status.value}")
+        initial = intent_after(IntentStatus.PROPOSED, _CREATED[status])
         intent_id = action.intent_id
         row = {
             "id": intent_id,
@@ -177,8 +206,9 @@ class Store(OrderRecords):
             "usd": action.usd,
             "address": action.address,
             "params_hash": action.params_hash,
-            "status": status.value,
+            "status": initial.value,
             "automatic": automatic,
+            "break_glass": break_glass,
             "created_at": ts,
             "updated_at": ts,
             "reason": action.reason,
@@ -200,13 +230,15 @@ class Store(OrderRecords):
                     "source": action.source,
                     "destination": action.destination,
                     "address": action.address,
-                    "status": status.value,
+                    "status": initial.value,
                     "params_hash": action.params_hash,
                     "verdict": verdict,
                     "reason": action.reason,
                     "utilization_before": _finite(action.utilization_before),
                     "utilization_after": _finite(action.utilization_after),
                 }
+                if break_glass:
+                    data["break_glass"] = True
                 self._audit(conn, ts, "intent.created", data, action.venue)
                 if approval is not None:
                     conn.execute(
@@ -245,41 +277,64 @@ class Store(OrderRecords):
             return False
         return True
 
-    def set_intent_status(
+    def transition_intent(
         self,
         intent_id: str,
-        status: IntentStatus,
-        ts: float,
+        event: IntentEvent,
         *,
-        data: dict[str, Any] | None = None,
+        expected: IntentStatus,
+        ts: float,
         venue: str | None = None,
+        data: dict[str, Any] | None = None,
+        notes: Iterable[Note] = (),
         venue_ref: str | None = None,
         error: str | None = None,
-        notes: Iterable[Note] = (),
         settled_at: float | None = None,
-    ) -> None:
-        values: dict[str, Any] = {"status": status.value, "updated_at": ts}
+    ) -> Applied[IntentStatus] | Lost[IntentStatus]:
+        """Apply `event` to an intent that had `expected` when the caller read it: the new status from the
+        lifecycle table, its audit record (from, to, event) and notifications in one transaction.
+
+        `Lost(actual)` when the row no longer has `expected` (a person or another writer changed it first):
+        nothing is written, the caller reloads. An event the table lacks for `expected` is InvalidTransition.
+        """
+        new = intent_after(expected, event)
+        values: dict[str, Any] = {"status": new.value, "updated_at": ts}
+        payload: dict[str, Any] = {
+            "intent": intent_id,
+            "status": new.value,
+            "from": expected.value,
+            "event": event.value,
+            **(data or {}),
+        }
         if venue_ref is not None:
-            values["venue_ref"] = venue_ref
+            values["venue_ref"] = payload["venue_ref"] = venue_ref
         if error is not None:
-            values["error"] = error
-        if status is IntentStatus.SUBMITTED:
+            values["error"] = payload["error"] = error
+        if new is IntentStatus.SUBMITTED:
             values["submitted_at"] = ts
-        if status is IntentStatus.CONFIRMED:
+        if new is IntentStatus.CONFIRMED:
             values["settled_at"] = settled_at if settled_at is not None else ts
-        with _integrity(f"intent {intent_id} status {status.value}"), self.engine.begin() as conn:
-            conn.execute(_UPDATE_INTENT, {"i_id": intent_id, **values})
-            if status in (IntentStatus.EXPIRED, IntentStatus.REJECTED, IntentStatus.APPROVED):
+        with _integrity(f"intent {intent_id} {event.value}"), self.engine.begin() as conn:
+            done = self._cas_intent(conn, intent_id, expected, values)
+            if isinstance(done, Lost):
+                return done
+            if event in _APPROVAL_AFTER:
                 conn.execute(
-                    _DECIDE_APPROVAL, {"a_intent": intent_id, "status": status.value, "decided_at": ts}
+                    _DECIDE_APPROVAL,
+                    {"a_intent": intent_id, "status": _APPROVAL_AFTER[event], "decided_at": ts},
                 )
-            payload = {"intent": intent_id, "status": status.value, **(data or {})}
-            if venue_ref is not None:
-                payload["venue_ref"] = venue_ref
-            if error is not None:
-                payload["error"] = error
-            self._audit(conn, ts, f"intent.{status.value}", payload, venue)
+            self._audit(conn, ts, f"intent.{new.value}", payload, venue)
             self._notes(conn, ts, notes)
+        return Applied(new)
+
+    def _cas_intent(
+        self, conn: Connection, intent_id: str, expected: IntentStatus, values: dict[str, Any]
+    ) -> Applied[IntentStatus] | Lost[IntentStatus]:
+        """UPDATE … WHERE id = :id AND status = :expected, inside the caller's transaction."""
+        if conn.execute(_CAS_INTENT, {"i_id": intent_id, "i_expected": expected.value, **values}).rowcount:
+            return Applied(IntentStatus(values["status"]))
+        actual = conn.execute(_INTENT_STATUS, {"i_id": intent_id}).scalar_one_or_none()
+        return Lost(None if actual is None else IntentStatus(actual))
 
     def load_intents(self, since: float) -> list[IntentView]:
         """Open intents, and every intent created after `since` (they count against rolling budgets)."""
@@ -299,15 +354,24 @@ class Store(OrderRecords):
         *,
         notes_for: Callable[[Counted | Refused, Request], list[Note]],
     ) -> tuple[Counted | Refused, Request | None]:
-        """Apply one approval vote under a row lock: the request, its intent and an audit record move together.
+        """Apply one approval vote under row locks: the request, its intent and an audit record move together.
 
-        Every attempt, counted or refused, is an audit record with its reason.
+        Every attempt, counted or refused, is an audit record with its reason. The intent is locked before its
+        request, in the order `transition_intent` takes them (an expiry updates the intent, then the request).
         """
         with _integrity(f"vote on {request_id}"), self.engine.begin() as conn:
+            owner = conn.execute(select(approvals.c.intent_id).where(approvals.c.id == request_id)).first()
+            intent = None
+            if owner is not None:
+                intent = conn.execute(
+                    select(intents.c.venue, intents.c.status)
+                    .where(intents.c.id == owner.intent_id)
+                    .with_for_update()
+                ).one()
             row = conn.execute(
                 select(approvals).where(approvals.c.id == request_id).with_for_update()
             ).first()
-            if row is None:
+            if row is None or intent is None:
                 missing = Refused(f"no approval request {request_id!r}")
                 self._audit(
                     conn,
@@ -317,7 +381,7 @@ class Store(OrderRecords):
                     None,
                 )
                 return missing, None
-            venue = conn.execute(select(intents.c.venue).where(intents.c.id == row.intent_id)).scalar_one()
+            venue = intent.venue
             req = Request(
                 id=row.id,
                 params_hash=row.params_hash,
@@ -328,6 +392,9 @@ class Store(OrderRecords):
                 expires_at=row.expires_at,
             )
             result = cast(req, vote, ts)
+            if isinstance(result, Counted) and intent.status != IntentStatus.PENDING_APPROVAL.value:
+                # the request is open but its intent has moved on: it binds nothing any more
+                result = Refused(f"the intent is {intent.status}: this request binds nothing")
             data: dict[str, Any] = {
                 "request": request_id,
                 "by": vote.approver,
@@ -358,24 +425,50 @@ class Store(OrderRecords):
                     venue,
                 )
                 if result.status in ("approved", "rejected"):
-                    conn.execute(
-                        _UPDATE_INTENT, {"i_id": row.intent_id, "status": result.status, "updated_at": ts}
+                    event = IntentEvent(result.status)
+                    expected = IntentStatus.PENDING_APPROVAL
+                    new = intent_after(expected, event)
+                    done = self._cas_intent(
+                        conn, row.intent_id, expected, {"status": new.value, "updated_at": ts}
                     )
+                    if isinstance(done, Lost):  # both rows are locked: this cannot happen
+                        raise IntegrityError(f"intent {row.intent_id} changed under its row lock")
                     self._audit(
                         conn,
                         ts,
-                        f"intent.{result.status}",
-                        {"intent": row.intent_id, "approvers": list(result.approvers)},
+                        f"intent.{new.value}",
+                        {
+                            "intent": row.intent_id,
+                            "status": new.value,
+                            "from": expected.value,
+                            "event": event.value,
+                            "approvers": list(result.approvers),
+                        },
                         venue,
                     )
             self._notes(conn, ts, notes_for(result, req))
             return result, req
 
-    def mark_sending(self, intent_id: str, ts: float) -> None:
-        """Commit that a person-approved intent is about to be sent (a restart then knows it may have gone)."""
+    def mark_sending(self, intent_id: str, ts: float) -> bool:
+        """Commit that a person-approved intent is about to be sent (a restart then knows it may have gone).
+
+        Compare-and-set: False, with nothing written, when the intent is no longer `approved` or is already
+        marked (a person resolved it meanwhile): it must not be sent.
+        """
         with self.engine.begin() as conn:
-            conn.execute(_UPDATE_INTENT, {"i_id": intent_id, "sending_at": ts, "updated_at": ts})
+            done = conn.execute(
+                update(intents)
+                .where(
+                    intents.c.id == intent_id,
+                    intents.c.status == IntentStatus.APPROVED.value,
+                    intents.c.sending_at.is_(None),
+                )
+                .values(sending_at=ts, updated_at=ts)
+            ).rowcount
+            if not done:
+                return False
             self._audit(conn, ts, "intent.sending", {"intent": intent_id}, None)
+        return True
 
     def get_intent(self, intent_id: str) -> IntentView | None:
         with self._read() as conn:
@@ -577,5 +670,5 @@ def _view(r: Any) -> IntentView:
         settled_at=r.settled_at,
         acknowledged=r.venue_ref is not None,
         sending=r.sending_at is not None,
-        break_glass=str(r.verdict).startswith(BREAK_GLASS),
+        break_glass=bool(r.break_glass),
     )

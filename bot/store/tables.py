@@ -18,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.types import TypeEngine
 
@@ -95,6 +96,9 @@ intents = Table(
     Column("params_hash", String(64), nullable=False),
     Column("status", String(20), nullable=False, index=True),
     Column("automatic", Boolean, nullable=False),
+    # sent before approval because the venue was at its de-risk level (a flag, never parsed from the verdict);
+    # added to the first schema later: `bot.store.db.upgrade` adds it to an older store
+    Column("break_glass", Boolean, nullable=False, server_default=false()),
     Column("created_at", Float, nullable=False, index=True),
     Column("updated_at", Float, nullable=False),
     Column("sending_at", Float),  # a person-approved intent is marked here, committed, before its venue call
