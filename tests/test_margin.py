@@ -3,10 +3,14 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bot.core.margin import (
+    Figures,
     MarginParams,
     Position,
+    Tier,
     build_tiers,
     collateral_value,
     figures,
@@ -99,3 +103,55 @@ def test_sweep_never_takes_the_buffer_below_target() -> None:
     )
     assert after.buffer == pytest.approx(0.30)
     assert after.equity > after.im
+
+
+def _figures_by_definition(collateral, positions, prices, haircuts, p):  # type: ignore[no-untyped-def]
+    """The two-pass definition `figures` fuses: equity, then `tiered_mm` or `portfolio_mm`."""
+    equity = collateral_value(collateral, prices, haircuts)
+    for pos in positions:
+        equity += pos.qty * (prices[pos.base] - pos.entry)
+    if p.model == "portfolio":
+        mm = portfolio_mm(positions, prices, p)
+        im = mm * p.im_multiplier
+    else:
+        mm = gross = 0.0
+        for pos in positions:
+            n = abs(pos.qty * prices[pos.base])
+            gross += n
+            mm += tiered_mm(n, p.tiers)
+        im = gross * p.im_rate
+    if equity <= 0.0:
+        if im == 0.0 and mm == 0.0:
+            return Figures(equity, 0.0, 0.0, 0.0, 0.0)
+        return Figures(equity, im, mm, math.inf, math.inf)
+    return Figures(equity, im, mm, im / equity, mm / equity)
+
+
+_positions = st.lists(
+    st.tuples(
+        st.sampled_from(["BTC", "ETH"]),
+        st.floats(min_value=-2_000, max_value=2_000),
+        st.floats(min_value=100, max_value=100_000),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _positions,
+    st.floats(min_value=-1e6, max_value=1e8),
+    st.floats(min_value=100, max_value=100_000),
+    st.floats(min_value=100, max_value=10_000),
+    st.sampled_from(["cross", "portfolio"]),
+    st.sampled_from([TIERS, (Tier(1e6, 0.01, 100.0), Tier(math.inf, 0.02, 10_100.0))]),
+)
+def test_the_one_pass_figures_are_the_definition_to_the_bit(  # type: ignore[no-untyped-def]
+    rows, usdt, btc, eth, model, tiers
+) -> None:
+    """`figures` walks the positions once; every sum is the definition's, term for term and in order."""
+    positions = tuple(Position(f"{b}/USDT:USDT", b, q, e) for b, q, e in rows)
+    prices = {"BTC": btc, "ETH": eth}
+    params = MarginParams(model, tiers, 0.10)
+    got = figures({"USDT": usdt, "ETH": 3.0}, positions, prices, {"ETH": 0.1}, params)
+    assert got == _figures_by_definition({"USDT": usdt, "ETH": 3.0}, positions, prices, {"ETH": 0.1}, params)

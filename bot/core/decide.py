@@ -1,40 +1,50 @@
 """decide(world, policy) -> Decision: the whole treasury policy as a pure function of data.
 
-Per venue, every cycle:
-  halted                      -> nothing moves
-  no answer / data too old    -> `stale`, alert, no action
-  buffer (counting in-flight top-ups) < band.min -> top-up to band.target along the routes
-  buffer > band.max, nothing in flight            -> sweep the excess above band.target
-  u ≥ alert_utilization or m ≥ alert_mm_ratio     -> warning; m ≥ derisk_mm_ratio -> critical
-Each planned move carries the approval policy's verdict.
+Per venue, every cycle, each step a small function below:
+  halted                      -> watched and alerted on, nothing moves               (_halt_or_resume)
+  no answer / data too old    -> `stale`, alert, no action                           (_stale)
+  the venue's assessment (`bot/core/assess.py`): figures, level, band, buffer, top-up need, sweepable
+  excess, de-risk need — computed once, read here, by `stress` and by de-risking
+  u ≥ alert_utilization or m ≥ alert_mm_ratio     -> warning; m ≥ derisk_mm_ratio -> critical (_level_alerts)
+  balance read before the last transfer settled   -> `stale`, no action              (_stale_balance)
+  buffer (counting in-flight top-ups) < band.min -> top-up to band.target along the routes (_plan_topup),
+                                                     break-glass while approval waits (_break_glass)
+  buffer > band.max, nothing in flight            -> sweep the excess above band.target (_plan_sweep)
+Each planned move carries the approval policy's verdict (_plan_legs, _verdict_alerts); one trigger moves
+the venue's state (_trigger).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from bot.core.actions import OPEN_STATUSES, SPENT_STATUSES, IntentStatus, TransferAction, TransferKind
 from bot.core.approvals import BREAK_GLASS, Allowed, NeedsApproval, Verdict, evaluate
-from bot.core.assets import landed_value, price_of, unit_value
+from bot.core.assess import SWEEP_MIN_FRACTION, Assessment, assess_venue, count_planned
+from bot.core.assets import price_of, unit_value
 from bot.core.fsm import Trigger, VenueState, transition
-from bot.core.margin import Figures, figures, sweep_usd, topup_usd
+from bot.core.margin import Figures
 from bot.core.numbers import round_down, to_decimal
-from bot.core.policy import Level, level
-from bot.core.routing import (
-    Leg,
-    blocked_routes,
-    plan_sweep,
-    plan_topup,
-    route_remaining,
-)
+from bot.core.policy import Level, VenuePolicy
+from bot.core.routing import Leg, blocked_routes, plan_sweep, plan_topup, route_remaining
 from bot.core.world import DAY_SECONDS, IntentView, Policy, RouteSpec, VenueSnapshot, World
 
 ZERO = Decimal(0)
-SWEEP_MIN_FRACTION = 0.01  # a sweep capped below 1% of equity waits until there is more to return
-SWEEP_MM_MARGIN = 0.9  # a sweep leaves the liquidation ratio at most 90% of its alert level
+_NOTHING_OPEN: tuple[IntentView, ...] = ()
+_LEFT_VENUE = frozenset({IntentStatus.SUBMITTED, IntentStatus.UNKNOWN, IntentStatus.CONFIRMED})
+_TOPUP = TransferKind.TOPUP
+_SWEEP = TransferKind.SWEEP
+# enum members bound once: reading `Level.OK` goes through the enum's class machinery (≈ 0.1 µs each on
+# Python 3.11), and these are read for every venue every cycle
+_OK, _ALERT, _CRITICAL = Level.OK, Level.ALERT, Level.CRITICAL
+_STALE, _HALTED = VenueState.STALE, VenueState.HALTED
+_T_OK, _T_ALERT, _T_CRITICAL = Trigger.OBSERVED_OK, Trigger.OBSERVED_ALERT, Trigger.OBSERVED_CRITICAL
+_T_IN_FLIGHT, _T_APPROVAL = Trigger.TRANSFER_IN_FLIGHT, Trigger.APPROVAL_PENDING
+_OBSERVED = {_OK: _T_OK, _ALERT: _T_ALERT, _CRITICAL: _T_CRITICAL}  # the trigger when nothing is open
+_PENDING, _PROPOSED, _UNKNOWN = IntentStatus.PENDING_APPROVAL, IntentStatus.PROPOSED, IntentStatus.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,39 +89,95 @@ class Decision:
     reasons: tuple[str, ...]
     observed: Mapping[str, Figures | None]
     withdrawn: tuple[str, ...] = ()  # approval requests whose need disappeared
+    assessments: Mapping[str, Assessment] = field(default_factory=dict)  # every venue with fresh data
+
+    @property
+    def derisk_venues(self) -> tuple[str, ...]:
+        """Venues at their de-risk level that the top-ups landing in time do not bring back under it."""
+        return tuple(v for v, a in self.assessments.items() if a.derisk)
 
 
 def _pct(x: float) -> str:
     return "∞" if x == float("inf") else f"{x * 100:.1f}%"
 
 
-def _incoming_usd(
-    intents: list[IntentView], prices: Mapping[str, float], haircuts: Mapping[str, float]
-) -> float:
-    """Equity that top-ups already in flight (or of unknown outcome) will add when they land."""
-    total = 0.0
-    for i in intents:
-        if i.kind is TransferKind.TOPUP and i.status in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN):
-            total += landed_value(
-                i.asset, i.amount - i.fee, usd=i.usd, amount=i.amount, prices=prices, haircuts=haircuts
-            )
-    return total
+class _Cycle:
+    """What one `decide` call reads (the world, the policy, indexes built once) and accumulates."""
+
+    __slots__ = (
+        "actions",
+        "alerts",
+        "assessments",
+        "auto_spent",
+        "horizon",
+        "last_move",
+        "observed",
+        "open_by_venue",
+        "policy",
+        "reasons",
+        "transitions",
+        "withdrawn",
+        "world",
+    )
+
+    def __init__(self, world: World, policy: Policy) -> None:
+        self.world = world
+        self.policy = policy
+        self.actions: list[Planned] = []
+        self.transitions: list[Transition] = []
+        self.alerts: list[Alert] = []
+        self.reasons: list[str] = []
+        self.withdrawn: list[str] = []
+        self.observed: dict[str, Figures | None] = {}
+        self.assessments: dict[str, Assessment] = {}
+        self.auto_spent: Decimal | None = None  # computed when first needed: most cycles move nothing
+        self.horizon = world.now + policy.derisk_wait_seconds
+        self.open_by_venue, self.last_move = _index(world.intents)
+
+    def spent(self) -> Decimal:
+        """Automatic moves in the rolling 24 h, this cycle's included."""
+        if self.auto_spent is None:
+            self.auto_spent = _automatic_spent(self.world)
+        return self.auto_spent
+
+    def move(self, venue: str, before: VenueState, trigger: Trigger) -> VenueState:
+        after = transition(before, trigger)
+        if after is not before:
+            self.transitions.append(Transition(venue, before, trigger, after))
+        return after
+
+    def alert(self, kind: str, severity: str, venue: str, asset: str | None, message: str) -> None:
+        self.alerts.append(Alert(kind, severity, venue, asset, message))
+
+    def decision(self) -> Decision:
+        return Decision(
+            tuple(self.actions),
+            tuple(self.transitions),
+            tuple(self.alerts),
+            tuple(self.reasons),
+            self.observed,
+            tuple(self.withdrawn),
+            self.assessments,
+        )
 
 
-def _last_money_movement(intents: tuple[IntentView, ...], venue: str) -> float:
-    """When collateral last arrived at (a settled top-up) or left (a sweep sent from) this venue."""
-    last = float("-inf")
+def _index(intents: tuple[IntentView, ...]) -> tuple[dict[str, list[IntentView]], dict[str, float]]:
+    """Open intents per venue (in order), and when collateral last arrived at (a settled top-up) or left
+    (a sweep sent from) each venue."""
+    open_by_venue: dict[str, list[IntentView]] = {}
+    last_move: dict[str, float] = {}
     for i in intents:
-        if i.venue != venue:
+        if i.status in OPEN_STATUSES:
+            open_by_venue.setdefault(i.venue, []).append(i)
+        if i.kind is _TOPUP and i.settled_at is not None:
+            at = i.settled_at
+        elif i.kind is _SWEEP and i.status in _LEFT_VENUE:
+            at = i.created_at
+        else:
             continue
-        if i.kind is TransferKind.TOPUP and i.settled_at is not None and i.settled_at > last:
-            last = i.settled_at
-        elif i.kind is TransferKind.SWEEP and i.status in _LEFT_VENUE and i.created_at > last:
-            last = i.created_at
-    return last
-
-
-_LEFT_VENUE = frozenset({IntentStatus.SUBMITTED, IntentStatus.UNKNOWN, IntentStatus.CONFIRMED})
+        if at > last_move.get(i.venue, -math.inf):
+            last_move[i.venue] = at
+    return open_by_venue, last_move
 
 
 def _automatic_spent(world: World) -> Decimal:
@@ -131,321 +197,369 @@ def _usable_routes(routes: list[RouteSpec], world: World) -> list[RouteSpec]:
 
 def decide(world: World, policy: Policy) -> Decision:
     """Evaluate every venue against its band and return the moves, state changes and alerts."""
-    actions: list[Planned] = []
-    withdrawn: list[str] = []
-    transitions: list[Transition] = []
-    alerts: list[Alert] = []
-    reasons: list[str] = []
-    observed: dict[str, Figures | None] = {}
-    auto_spent: Decimal | None = None  # computed lazily: most cycles move nothing
-
-    open_by_venue: dict[str, list[IntentView]] = {}
-    for i in world.intents:
-        if i.status in OPEN_STATUSES:
-            open_by_venue.setdefault(i.venue, []).append(i)
-
+    c = _Cycle(world, policy)
     for name, vpol in policy.venues.items():
-        current = [world.states.get(name, VenueState.STALE)]
-        snap = world.snapshots.get(name)
+        _decide_venue(c, name, vpol)
+    return c.decision()
 
-        def move(trigger: Trigger, venue: str = name, current: list[VenueState] = current) -> None:
-            before = current[0]
-            after = transition(before, trigger)
-            if after is not before:
-                transitions.append(Transition(venue, before, trigger, after))
-                current[0] = after
 
-        halted = world.halted or name in world.halted_venues
-        if halted and current[0] is not VenueState.HALTED:
-            move(Trigger.HALT)
-        elif not halted and current[0] is VenueState.HALTED:
-            move(Trigger.RESUME)
-        if snap is None or world.now - snap.ts > policy.max_data_age_seconds:
-            observed[name] = None
-            age = "no answer" if snap is None else f"data {world.now - snap.ts:.0f}s old"
-            alerts.append(Alert("stale", "warning", name, None, f"{name}: {age}; no decision on stale data"))
-            if not halted:
-                move(Trigger.DATA_STALE)
-            continue
-
-        # the venue's own figures where it reports them (it liquidates on those), else our computation
-        f = snap.reported or figures(snap.collateral, snap.positions, snap.prices, snap.haircuts, snap.params)
-        observed[name] = f
-        if snap.own is not None and snap.reported is not None:
-            gap = crosscheck_gap(snap.reported, snap.own)
-            if gap > vpol.crosscheck_tolerance:
-                alerts.append(
-                    Alert(
-                        "crosscheck",
-                        "warning",
-                        name,
-                        None,
-                        f"{name}: the venue's figures (u {_pct(f.utilization)}, m {_pct(f.mm_ratio)}) differ from "
-                        f"ours (u {_pct(snap.own.utilization)}, m {_pct(snap.own.mm_ratio)}) by "
-                        f"{_pct(gap)} > {_pct(vpol.crosscheck_tolerance)}; acting on the venue's",
-                    )
-                )
-        band = vpol.band(world.regime)
-        lvl = level(f.utilization, f.mm_ratio, vpol)
-        if lvl is Level.CRITICAL:
-            alerts.append(
-                Alert(
-                    "derisk",
-                    "critical",
-                    name,
-                    None,
-                    f"{name}: liquidation ratio {_pct(f.mm_ratio)} ≥ de-risk level {_pct(vpol.derisk_mm_ratio)}",
-                )
-            )
-        elif lvl is Level.ALERT:
-            if f.utilization >= vpol.alert_utilization:
-                alerts.append(
-                    Alert(
-                        "utilization",
-                        "warning",
-                        name,
-                        None,
-                        f"{name}: utilization {_pct(f.utilization)} ≥ alert {_pct(vpol.alert_utilization)}",
-                    )
-                )
-            if f.mm_ratio >= vpol.alert_mm_ratio:
-                alerts.append(
-                    Alert(
-                        "mm_ratio",
-                        "warning",
-                        name,
-                        None,
-                        f"{name}: liquidation ratio {_pct(f.mm_ratio)} ≥ alert {_pct(vpol.alert_mm_ratio)}",
-                    )
-                )
-
-        if halted:
-            continue  # watched and alerted on, never acted on, until a human resumes it
-
-        last_move = _last_money_movement(world.intents, name)
-        if snap.ts < last_move:
-            # the balance was read before the last transfer landed or left: acting on it could double a move
-            alerts.append(
-                Alert(
-                    "stale",
-                    "warning",
-                    name,
-                    None,
-                    f"{name}: balance read before the last transfer settled; waiting for a fresh one",
-                )
-            )
-            move(Trigger.DATA_STALE)
-            continue
-
-        extra_im = world.reserved_im.get(name, 0.0)
-        if extra_im > 0.0:
-            # a hedge waits for initial margin here: size the buffer as if it were placed, so treasury tops
-            # the venue up first (the observed figures and alerts above stay the venue's own)
-            im = f.im + extra_im
-            f = Figures(f.equity, im, f.mm, im / f.equity if f.equity > 0 else float("inf"), f.mm_ratio)
-        mine = open_by_venue.get(name, [])
-        awaiting = False
-        for i in mine:
-            if i.status is IntentStatus.PENDING_APPROVAL or i.status is IntentStatus.PROPOSED:
-                awaiting = True
-            elif i.status is IntentStatus.UNKNOWN:
-                alerts.append(
-                    Alert(
-                        "unknown_intent",
-                        "critical",
-                        name,
-                        i.asset,
-                        f"{name}: transfer {i.id} on {i.route} has an unknown outcome; route blocked",
-                    )
-                )
-        incoming = _incoming_usd(mine, snap.prices, snap.haircuts) if mine else 0.0
-        equity_eff = f.equity + incoming
-        buffer_eff = 1.0 - f.im / equity_eff if equity_eff > 0 else float("-inf")
-        planned_here: list[Planned] = []
-
-        if awaiting and buffer_eff >= band.min:
-            # the buffer recovered (or automatic moves restored it): pending requests are no longer needed
-            withdrawn.extend(i.id for i in mine if i.status is IntentStatus.PENDING_APPROVAL)
-            awaiting = False
-        if not world.moves_allowed:
-            pass  # the startup gate: nothing moves until every open intent is reconciled
-        elif buffer_eff < band.min:
-            need = topup_usd(f, band.target, incoming)
-            routes = _usable_routes(
-                [r for r in policy.routes if r.venue == name and r.kind is TransferKind.TOPUP], world
-            )
-            remaining = {r.name: route_remaining(r, world.intents, world.now) for r in routes}
-            available = {a: s.balances for a, s in world.accounts.items() if s is not None}
-            legs, short = plan_topup(
-                need,
-                routes,
-                prices=snap.prices,
-                haircuts=snap.haircuts,
-                remaining=remaining,
-                available=available,
-                rank=policy.bucket_rank,
-            )
-            why = (
-                f"{name} buffer {_pct(buffer_eff)} < min {_pct(band.min)} ({world.regime.value}): "
-                f"top up {need:,.0f} USD to reach {_pct(band.target)}"
-            )
-            reasons.append(why)
-            unpriced = sorted({r.asset for r in routes if price_of(r.asset, snap.prices) is None})
-            if unpriced:
-                alerts.append(
-                    Alert(
-                        "unpriced",
-                        "critical",
-                        name,
-                        unpriced[0],
-                        f"{name}: no price read for {', '.join(unpriced)}: routes in it carry nothing",
-                    )
-                )
-            if short > 0:
-                alerts.append(
-                    Alert(
-                        "capacity",
-                        "critical",
-                        name,
-                        None,
-                        f"{name}: routes can deliver only {need - short:,.0f} of {need:,.0f} USD needed",
-                    )
-                )
-            if auto_spent is None:
-                auto_spent = _automatic_spent(world)
-            auto_spent = _plan_legs(
-                TransferKind.TOPUP,
-                legs,
-                f=f,
-                incoming=incoming,
-                snap=snap,
-                why=why,
-                remaining=remaining,
-                auto_spent=auto_spent,
-                policy=policy,
-                out=planned_here,
-            )
-            waiting_since = min(
-                (i.created_at for i in mine if i.status is IntentStatus.PENDING_APPROVAL),
-                default=world.now
-                if any(isinstance(p.verdict, NeedsApproval) for p in planned_here)
-                else None,
-            )
-            if awaiting:
-                # one request at a time waits for people; what may run automatically still goes
-                planned_here = [p for p in planned_here if not isinstance(p.verdict, NeedsApproval)]
-            bg = policy.approvals.break_glass_usd
-            if (
-                bg is not None
-                and lvl is Level.CRITICAL
-                and waiting_since is not None
-                and not any(
-                    i.break_glass and i.venue == name and i.created_at >= waiting_since for i in world.intents
-                )
-            ):
-                glass = _break_glass(
-                    need,
-                    bg,
-                    routes=routes,
-                    snap=snap,
-                    remaining=remaining,
-                    available=available,
-                    f=f,
-                    why=why,
-                    policy=policy,
-                    already=planned_here,
-                )
-                if glass is not None:
-                    auto_spent += glass.action.usd  # it counts toward the daily automatic budget
-                    planned_here.append(glass)
-                    alerts.append(
-                        Alert(
-                            "break_glass",
-                            "critical",
-                            name,
-                            glass.action.asset,
-                            f"{name}: at the de-risk level with its top-up awaiting approval: "
-                            f"break-glass {glass.action.amount} {glass.action.asset} via "
-                            f"{glass.action.route} sent now",
-                        )
-                    )
-        elif f.buffer > band.max and not mine:
-            if auto_spent is None:
-                auto_spent = _automatic_spent(world)
-            # a sweep is never urgent: it returns only what may move automatically now, and the rest later
-            budget = min(policy.approvals.auto_limit_usd, policy.approvals.daily_auto_limit_usd - auto_spent)
-            excess = min(sweep_usd(f, band.target), max(0.0, float(budget)))
-            # nor so far that the liquidation ratio would reach its alert level (portfolio margin: IM = MM × k)
-            excess = min(excess, max(0.0, f.equity - f.mm / (vpol.alert_mm_ratio * SWEEP_MM_MARGIN)))
-            excess = min(excess, max(0.0, f.equity - vpol.min_equity_usd))
-            if excess < SWEEP_MIN_FRACTION * f.equity:
-                excess = (
-                    0.0  # held up by a limit above: sweeping PnL crumbs every cycle is churn, not treasury
-                )
-            routes = _usable_routes(
-                [r for r in policy.routes if r.venue == name and r.kind is TransferKind.SWEEP], world
-            )
-            remaining = {r.name: route_remaining(r, world.intents, world.now) for r in routes}
-            legs = plan_sweep(
-                excess,
-                routes,
-                prices=snap.prices,
-                haircuts=snap.haircuts,
-                remaining=remaining,
-                collateral=snap.collateral,
-                rank=policy.bucket_rank,
-            )
-            why = (
-                f"{name} buffer {_pct(f.buffer)} > max {_pct(band.max)} ({world.regime.value}): "
-                f"sweep {excess:,.0f} USD back to treasury, down to {_pct(band.target)}"
-            )
-            if legs:
-                reasons.append(why)
-            auto_spent = _plan_legs(
-                TransferKind.SWEEP,
-                legs,
-                f=f,
-                incoming=0.0,
-                snap=snap,
-                why=why,
-                remaining=remaining,
-                auto_spent=auto_spent,
-                policy=policy,
-                out=planned_here,
-            )
-        topup_waits = topup_goes = False
-        for p in planned_here:
-            actions.append(p)
-            v = p.verdict
-            if isinstance(v, Allowed):
-                topup_goes = topup_goes or p.action.kind is TransferKind.TOPUP
-                continue
-            waits = isinstance(v, NeedsApproval)
-            topup_waits = topup_waits or (waits and p.action.kind is TransferKind.TOPUP)
-            alerts.append(
-                Alert(
-                    "approval" if waits else "denied",
-                    "warning" if waits else "critical",
-                    name,
-                    p.action.asset,
-                    f"{p.action.kind.value} {p.action.amount} {p.action.asset} via {p.action.route}: {v.reason}",
-                )
-            )
-
-        if lvl is Level.CRITICAL:
-            move(Trigger.OBSERVED_CRITICAL)
-        elif awaiting or topup_waits:
-            move(Trigger.APPROVAL_PENDING)
-        elif incoming > 0 or topup_goes:
-            move(Trigger.TRANSFER_IN_FLIGHT)
-        elif lvl is Level.ALERT:
-            move(Trigger.OBSERVED_ALERT)
-        else:
-            move(Trigger.OBSERVED_OK)
-
-    return Decision(
-        tuple(actions), tuple(transitions), tuple(alerts), tuple(reasons), observed, tuple(withdrawn)
+def _decide_venue(c: _Cycle, name: str, vpol: VenuePolicy) -> None:
+    world = c.world
+    halted = world.halted or name in world.halted_venues
+    state = world.states.get(name, _STALE)
+    if halted is not (state is _HALTED):
+        state = _halt_or_resume(c, name, state, halted)
+    snap = world.snapshots.get(name)
+    if snap is None or world.now - snap.ts > c.policy.max_data_age_seconds:
+        _stale(c, name, snap, state, halted)
+        return
+    mine = c.open_by_venue.get(name, _NOTHING_OPEN)
+    a = assess_venue(
+        snap,
+        vpol,
+        world.regime,
+        mine,
+        reserved_im=world.reserved_im.get(name, 0.0),
+        routes=c.policy.routes,
+        horizon=c.horizon,
     )
+    c.observed[name] = a.figures
+    c.assessments[name] = a
+    if snap.own is not None and snap.reported is not None:
+        _crosscheck(c, name, a.figures, snap.own, vpol)
+    if a.level is not _OK:
+        _level_alerts(c, name, a, vpol)
+    if halted:
+        return  # watched and alerted on, never acted on, until a human resumes it
+    if snap.ts < c.last_move.get(name, -math.inf):
+        _stale_balance(c, name, state)
+        return
+    if not mine and a.sweep_usd == 0.0 and a.buffer >= a.band.min:
+        c.move(name, state, _OBSERVED[a.level])  # a quiet venue: nothing open, nothing to move
+        return
+    planned, awaiting = _plan_moves(c, name, snap, a, mine)
+    topup_waits, topup_goes = _verdict_alerts(c, name, planned) if planned else (False, False)
+    c.move(name, state, _trigger(a, awaiting=awaiting, topup_waits=topup_waits, topup_goes=topup_goes))
+    if planned and a.level is _CRITICAL:
+        going = [p.action for p in planned if isinstance(p.verdict, Allowed)]
+        c.assessments[name] = count_planned(
+            a, snap, vpol, going, routes=c.policy.routes, now=world.now, horizon=c.horizon
+        )
+
+
+def _halt_or_resume(c: _Cycle, name: str, state: VenueState, halted: bool) -> VenueState:
+    """The kill switch or a venue halt moves the venue to `halted`; lifting it, to `stale`."""
+    if halted and state is not _HALTED:
+        return c.move(name, state, Trigger.HALT)
+    if not halted and state is _HALTED:
+        return c.move(name, state, Trigger.RESUME)
+    return state
+
+
+def _stale(c: _Cycle, name: str, snap: VenueSnapshot | None, state: VenueState, halted: bool) -> None:
+    """No answer, or data older than max_data_age_seconds: an alert and no decision."""
+    c.observed[name] = None
+    age = "no answer" if snap is None else f"data {c.world.now - snap.ts:.0f}s old"
+    c.alert("stale", "warning", name, None, f"{name}: {age}; no decision on stale data")
+    if not halted:
+        c.move(name, state, Trigger.DATA_STALE)
+
+
+def _stale_balance(c: _Cycle, name: str, state: VenueState) -> None:
+    """The balance was read before the last transfer landed or left: acting on it could double a move."""
+    c.alert(
+        "stale",
+        "warning",
+        name,
+        None,
+        f"{name}: balance read before the last transfer settled; waiting for a fresh one",
+    )
+    c.move(name, state, Trigger.DATA_STALE)
+
+
+def _crosscheck(c: _Cycle, name: str, f: Figures, own: Figures, vpol: VenuePolicy) -> None:
+    """The venue's figures against ours: a warning beyond the tolerance (the bot acts on the venue's)."""
+    gap = crosscheck_gap(f, own)
+    if gap > vpol.crosscheck_tolerance:
+        c.alert(
+            "crosscheck",
+            "warning",
+            name,
+            None,
+            f"{name}: the venue's figures (u {_pct(f.utilization)}, m {_pct(f.mm_ratio)}) differ from "
+            f"ours (u {_pct(own.utilization)}, m {_pct(own.mm_ratio)}) by "
+            f"{_pct(gap)} > {_pct(vpol.crosscheck_tolerance)}; acting on the venue's",
+        )
+
+
+def _level_alerts(c: _Cycle, name: str, a: Assessment, vpol: VenuePolicy) -> None:
+    """Critical at the de-risk level; else a warning per alert level reached."""
+    f = a.figures
+    if a.level is _CRITICAL:
+        c.alert(
+            "derisk",
+            "critical",
+            name,
+            None,
+            f"{name}: liquidation ratio {_pct(f.mm_ratio)} ≥ de-risk level {_pct(vpol.derisk_mm_ratio)}",
+        )
+        return
+    if f.utilization >= vpol.alert_utilization:
+        c.alert(
+            "utilization",
+            "warning",
+            name,
+            None,
+            f"{name}: utilization {_pct(f.utilization)} ≥ alert {_pct(vpol.alert_utilization)}",
+        )
+    if f.mm_ratio >= vpol.alert_mm_ratio:
+        c.alert(
+            "mm_ratio",
+            "warning",
+            name,
+            None,
+            f"{name}: liquidation ratio {_pct(f.mm_ratio)} ≥ alert {_pct(vpol.alert_mm_ratio)}",
+        )
+
+
+def _open_intents(c: _Cycle, name: str, mine: Sequence[IntentView]) -> bool:
+    """Page on each intent of unknown outcome; whether a request waits for people."""
+    awaiting = False
+    for i in mine:
+        if i.status is _PENDING or i.status is _PROPOSED:
+            awaiting = True
+        elif i.status is _UNKNOWN:
+            c.alert(
+                "unknown_intent",
+                "critical",
+                name,
+                i.asset,
+                f"{name}: transfer {i.id} on {i.route} has an unknown outcome; route blocked",
+            )
+    return awaiting
+
+
+def _plan_moves(
+    c: _Cycle, name: str, snap: VenueSnapshot, a: Assessment, mine: Sequence[IntentView]
+) -> tuple[list[Planned], bool]:
+    """This venue's moves (a top-up or a sweep) and whether a request still waits for people."""
+    awaiting = _open_intents(c, name, mine) if mine else False
+    if awaiting and a.buffer >= a.band.min:
+        # the buffer recovered (or automatic moves restored it): pending requests are no longer needed
+        c.withdrawn.extend(i.id for i in mine if i.status is _PENDING)
+        awaiting = False
+    if not c.world.moves_allowed:
+        return [], awaiting  # the startup gate: nothing moves until every open intent is reconciled
+    if a.below_min:
+        return _plan_topup(c, name, snap, a, mine=mine, awaiting=awaiting), awaiting
+    if a.sweep_usd > 0.0:
+        return _plan_sweep(c, name, snap, a), awaiting
+    return [], awaiting
+
+
+def _plan_topup(
+    c: _Cycle, name: str, snap: VenueSnapshot, a: Assessment, *, mine: Sequence[IntentView], awaiting: bool
+) -> list[Planned]:
+    """Legs that bring the buffer back to target, with their verdicts; break-glass where it applies."""
+    world, policy, need, band = c.world, c.policy, a.topup_usd, a.band
+    routes = _usable_routes([r for r in policy.routes if r.venue == name and r.kind is _TOPUP], world)
+    remaining = {r.name: route_remaining(r, world.intents, world.now) for r in routes}
+    available = {acct: s.balances for acct, s in world.accounts.items() if s is not None}
+    legs, short = plan_topup(
+        need,
+        routes,
+        prices=snap.prices,
+        haircuts=snap.haircuts,
+        remaining=remaining,
+        available=available,
+        rank=policy.bucket_rank,
+    )
+    why = (
+        f"{name} buffer {_pct(a.buffer)} < min {_pct(band.min)} ({world.regime.value}): "
+        f"top up {need:,.0f} USD to reach {_pct(band.target)}"
+    )
+    c.reasons.append(why)
+    _route_alerts(c, name, snap, routes=routes, need=need, short=short)
+    planned: list[Planned] = []
+    c.auto_spent = _plan_legs(
+        _TOPUP,
+        legs,
+        f=a.sizing,
+        incoming=a.incoming_usd,
+        snap=snap,
+        why=why,
+        remaining=remaining,
+        auto_spent=c.spent(),
+        policy=policy,
+        out=planned,
+    )
+    waiting_since = min(
+        (i.created_at for i in mine if i.status is _PENDING),
+        default=world.now if any(isinstance(p.verdict, NeedsApproval) for p in planned) else None,
+    )
+    if awaiting:
+        # one request at a time waits for people; what may run automatically still goes
+        planned = [p for p in planned if not isinstance(p.verdict, NeedsApproval)]
+    if a.level is _CRITICAL and waiting_since is not None:
+        _glass(
+            c,
+            name,
+            snap,
+            a,
+            waiting_since=waiting_since,
+            routes=routes,
+            remaining=remaining,
+            available=available,
+            why=why,
+            planned=planned,
+        )
+    return planned
+
+
+def _route_alerts(
+    c: _Cycle, name: str, snap: VenueSnapshot, *, routes: list[RouteSpec], need: float, short: float
+) -> None:
+    """Routes in an asset with no price carry nothing; a shortfall no route can carry is critical."""
+    unpriced = sorted({r.asset for r in routes if price_of(r.asset, snap.prices) is None})
+    if unpriced:
+        c.alert(
+            "unpriced",
+            "critical",
+            name,
+            unpriced[0],
+            f"{name}: no price read for {', '.join(unpriced)}: routes in it carry nothing",
+        )
+    if short > 0:
+        c.alert(
+            "capacity",
+            "critical",
+            name,
+            None,
+            f"{name}: routes can deliver only {need - short:,.0f} of {need:,.0f} USD needed",
+        )
+
+
+def _glass(
+    c: _Cycle,
+    name: str,
+    snap: VenueSnapshot,
+    a: Assessment,
+    *,
+    waiting_since: float,
+    routes: list[RouteSpec],
+    remaining: Mapping[str, Decimal],
+    available: Mapping[str, Mapping[str, Decimal]],
+    why: str,
+    planned: list[Planned],
+) -> None:
+    """At the de-risk level with the top-up awaiting approval: one capped move now, once per request."""
+    bg = c.policy.approvals.break_glass_usd
+    if bg is None or any(
+        i.break_glass and i.venue == name and i.created_at >= waiting_since for i in c.world.intents
+    ):
+        return
+    glass = _break_glass(
+        a.topup_usd,
+        bg,
+        routes=routes,
+        snap=snap,
+        remaining=remaining,
+        available=available,
+        f=a.sizing,
+        why=why,
+        policy=c.policy,
+        already=planned,
+    )
+    if glass is None:
+        return
+    c.auto_spent = c.spent() + glass.action.usd  # it counts toward the daily automatic budget
+    planned.append(glass)
+    c.alert(
+        "break_glass",
+        "critical",
+        name,
+        glass.action.asset,
+        f"{name}: at the de-risk level with its top-up awaiting approval: "
+        f"break-glass {glass.action.amount} {glass.action.asset} via {glass.action.route} sent now",
+    )
+
+
+def _plan_sweep(c: _Cycle, name: str, snap: VenueSnapshot, a: Assessment) -> list[Planned]:
+    """Return the sweepable excess to treasury, within what may move automatically now."""
+    world, policy, f, band = c.world, c.policy, a.sizing, a.band
+    # a sweep is never urgent: it returns only what may move automatically now, and the rest later
+    budget = min(policy.approvals.auto_limit_usd, policy.approvals.daily_auto_limit_usd - c.spent())
+    excess = min(a.sweep_usd, max(0.0, float(budget)))
+    if excess < SWEEP_MIN_FRACTION * f.equity:
+        excess = 0.0  # held up by the budget: sweeping PnL crumbs every cycle is churn, not treasury
+    routes = _usable_routes([r for r in policy.routes if r.venue == name and r.kind is _SWEEP], world)
+    remaining = {r.name: route_remaining(r, world.intents, world.now) for r in routes}
+    legs = plan_sweep(
+        excess,
+        routes,
+        prices=snap.prices,
+        haircuts=snap.haircuts,
+        remaining=remaining,
+        collateral=snap.collateral,
+        rank=policy.bucket_rank,
+    )
+    why = (
+        f"{name} buffer {_pct(f.buffer)} > max {_pct(band.max)} ({world.regime.value}): "
+        f"sweep {excess:,.0f} USD back to treasury, down to {_pct(band.target)}"
+    )
+    if legs:
+        c.reasons.append(why)
+    planned: list[Planned] = []
+    c.auto_spent = _plan_legs(
+        _SWEEP,
+        legs,
+        f=f,
+        incoming=0.0,
+        snap=snap,
+        why=why,
+        remaining=remaining,
+        auto_spent=c.spent(),
+        policy=policy,
+        out=planned,
+    )
+    return planned
+
+
+def _verdict_alerts(c: _Cycle, name: str, planned: list[Planned]) -> tuple[bool, bool]:
+    """Record the venue's moves; alert on each that waits or is denied. Whether a top-up waits, and
+    whether one goes now."""
+    topup_waits = topup_goes = False
+    for p in planned:
+        c.actions.append(p)
+        v = p.verdict
+        if isinstance(v, Allowed):
+            topup_goes = topup_goes or p.action.kind is _TOPUP
+            continue
+        waits = isinstance(v, NeedsApproval)
+        topup_waits = topup_waits or (waits and p.action.kind is _TOPUP)
+        c.alert(
+            "approval" if waits else "denied",
+            "warning" if waits else "critical",
+            name,
+            p.action.asset,
+            f"{p.action.kind.value} {p.action.amount} {p.action.asset} via {p.action.route}: {v.reason}",
+        )
+    return topup_waits, topup_goes
+
+
+def _trigger(
+    a: Assessment, *, awaiting: bool = False, topup_waits: bool = False, topup_goes: bool = False
+) -> Trigger:
+    """The one observation that moves the venue's state this cycle."""
+    if a.level is _CRITICAL:
+        return _T_CRITICAL
+    if awaiting or topup_waits:
+        return _T_APPROVAL
+    if a.incoming_usd > 0 or topup_goes:
+        return _T_IN_FLIGHT
+    if a.level is _ALERT:
+        return _T_ALERT
+    return _T_OK
 
 
 def _break_glass(
@@ -514,7 +628,10 @@ def _break_glass(
         utilization_before=f.utilization,
         utilization_after=u_after,
     )
-    return Planned(action, Allowed(f"{BREAK_GLASS}: at the de-risk level while the top-up awaits approval"))
+    return Planned(
+        action,
+        Allowed(f"{BREAK_GLASS}: at the de-risk level while the top-up awaits approval", break_glass=True),
+    )
 
 
 def _plan_legs(

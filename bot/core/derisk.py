@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 
-from bot.core.actions import IntentStatus, TransferKind
+from bot.core.actions import TransferKind
 from bot.core.approvals import Allowed
+from bot.core.assess import landing_usd as in_flight_landing
 from bot.core.assets import landed_value
 from bot.core.decide import Alert, Decision
 from bot.core.execution import apply_fill, round_step
 from bot.core.hedge import OrderAction, OrderReason
 from bot.core.margin import Position, figures
+from bot.core.policy import Level
 from bot.core.world import Policy, VenueSnapshot, World
 
 STEPS = 10
@@ -35,30 +36,32 @@ class DeriskPlan:
 
 
 def landing_usd(world: World, policy: Policy, decision: Decision, venue: str) -> float:
-    """Equity that top-ups will add to `venue` within the de-risk wait (in flight, or allowed this cycle)."""
-    routes = {r.name: r for r in policy.routes}
+    """Equity that top-ups will add to `venue` within the de-risk wait (in flight, or allowed this cycle):
+    the assessment's `landing_usd`, for a venue that has one."""
+    a = decision.assessments.get(venue)
     snap = world.snapshots.get(venue)
+    if a is not None and snap is not None and a.level is Level.CRITICAL and snap.positions:
+        return a.landing_usd
+    routes = {r.name: r for r in policy.routes}
     prices: Mapping[str, float] = snap.prices if snap is not None else {}
     haircuts: Mapping[str, float] = snap.haircuts if snap is not None else {}
     horizon = world.now + policy.derisk_wait_seconds
-    total = 0.0
-
-    def value(asset: str, amount: Decimal, fee: Decimal, usd: Decimal) -> float:
-        return landed_value(asset, amount - fee, usd=usd, amount=amount, prices=prices, haircuts=haircuts)
-
-    for i in world.intents:
-        r = routes.get(i.route)
-        if i.venue != venue or i.kind is not TransferKind.TOPUP or i.status is not IntentStatus.SUBMITTED:
-            continue
-        if r is not None and i.created_at + r.settle_seconds <= horizon:
-            total += value(i.asset, i.amount, i.fee, i.usd)
+    mine = [i for i in world.intents if i.venue == venue]
+    total = in_flight_landing(mine, routes, horizon, prices, haircuts)
     for p in decision.actions:
-        a = p.action
-        r = routes.get(a.route)
-        if a.venue != venue or a.kind is not TransferKind.TOPUP or not isinstance(p.verdict, Allowed):
+        act = p.action
+        r = routes.get(act.route)
+        if act.venue != venue or act.kind is not TransferKind.TOPUP or not isinstance(p.verdict, Allowed):
             continue
         if r is not None and world.now + r.settle_seconds <= horizon:
-            total += value(a.asset, a.amount, r.fee, a.usd)
+            total += landed_value(
+                act.asset,
+                act.amount - r.fee,
+                usd=act.usd,
+                amount=act.amount,
+                prices=prices,
+                haircuts=haircuts,
+            )
     return total
 
 
@@ -115,22 +118,18 @@ def reductions(snap: VenueSnapshot, extra_equity: float, target: float) -> dict[
 def plan_derisk(
     world: World, policy: Policy, decision: Decision, *, busy: frozenset[str] = frozenset()
 ) -> DeriskPlan:
-    """Reduce-only orders for every venue at its de-risk level that top-ups cannot rescue in time.
+    """Reduce-only orders for every venue whose assessment has a de-risk need (at its de-risk level, and
+    the top-ups landing in time do not rescue it).
 
     `busy` venues (an order of unknown outcome there) are left alone: what they hold is not known.
     """
     orders: list[OrderAction] = []
     alerts: list[Alert] = []
-    for venue, f in decision.observed.items():
-        vpol = policy.venues[venue]
+    for venue, a in decision.assessments.items():
         snap = world.snapshots.get(venue)
-        if f is None or snap is None or f.mm_ratio < vpol.derisk_mm_ratio or not snap.positions:
+        if not a.derisk or snap is None or not world.moves_allowed or venue in busy:
             continue
-        if not world.moves_allowed or venue in busy:
-            continue
-        landing = landing_usd(world, policy, decision, venue)
-        if _ratio(snap, snap.positions, landing) < vpol.derisk_mm_ratio:
-            continue  # the top-ups landing in time bring it back under the de-risk level
+        f, vpol, landing = a.figures, policy.venues[venue], a.landing_usd
         plan = reductions(snap, landing, vpol.alert_mm_ratio * TARGET_MARGIN)
         legs = []
         for leg, (symbol, qty) in enumerate(sorted(plan.items())):

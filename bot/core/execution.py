@@ -187,63 +187,91 @@ def plan_orders(
     leg_start: int = 0,
 ) -> Plan:
     """Orders for `trades`; `books` holds a book per instrument key that may be traded (None: unreachable)."""
-    orders: list[OrderAction] = []
-    notes: list[str] = []
-    needs: dict[str, float] = {}
-    held = dict(holdings)
-    rooms: dict[str, _Room] = {}
-    unplaced = 0.0
-    leg = leg_start
+    p = _Planner(
+        spec, books, snapshots, alert_utilization, trigger=trigger, leg=leg_start, held=dict(holdings)
+    )
+    last_placed = 0.0  # what the previous trade placed (signed): a matched leg takes no more than that
+    for t in trades:
+        last_placed = p.trade(t, last_placed)
+    return Plan(tuple(p.orders), p.needs, p.im_added(), p.unplaced, tuple(p.notes))
 
-    def room(venue: str) -> _Room | None:
-        if venue not in rooms:
-            snap = snapshots.get(venue)
+
+class _Planner:
+    """One `plan_orders` call: the orders, notes and margin rooms built up trade by trade."""
+
+    def __init__(
+        self,
+        spec: HedgeSpec,
+        books: Mapping[str, Book | None],
+        snapshots: Mapping[str, VenueSnapshot | None],
+        alert_utilization: Mapping[str, float],
+        *,
+        trigger: str,
+        leg: int,
+        held: dict[str, float],
+    ) -> None:
+        self.spec = spec
+        self.books = books
+        self.snapshots = snapshots
+        self.alert_utilization = alert_utilization
+        self.trigger = trigger
+        self.leg = leg
+        self.held = held
+        self.orders: list[OrderAction] = []
+        self.notes: list[str] = []
+        self.needs: dict[str, float] = {}
+        self.rooms: dict[str, _Room] = {}
+        self.unplaced = 0.0
+
+    def room(self, venue: str) -> _Room | None:
+        if venue not in self.rooms:
+            snap = self.snapshots.get(venue)
             if snap is None:
                 return None
-            rooms[venue] = _Room(snap, alert_utilization.get(venue, 1.0), snap.positions)
-        return rooms[venue]
+            self.rooms[venue] = _Room(snap, self.alert_utilization.get(venue, 1.0), snap.positions)
+        return self.rooms[venue]
 
-    def emit(inst: Instrument, qty: float, t: Trade, book: Book, *, reduce_only: bool) -> float:
-        nonlocal leg
+    def emit(self, inst: Instrument, qty: float, t: Trade, book: Book, *, reduce_only: bool) -> float:
+        """An order of `qty` (rounded down to the step) on `inst`; the signed size placed."""
         side = "buy" if qty > 0 else "sell"
         size = round_step(abs(qty), inst.qty_step)
         if size <= 0:
             return 0.0
         _, avg = walk(book, side, float(size))
-        orders.append(
+        self.orders.append(
             OrderAction(
-                program=spec.name,
+                program=self.spec.name,
                 venue=inst.venue,
                 symbol=inst.symbol,
                 side=side,
                 qty=size,
                 reduce_only=reduce_only,
                 reason=t.reason,
-                trigger=trigger,
-                leg=leg,
+                trigger=self.trigger,
+                leg=self.leg,
                 est_price=avg,
                 est_slippage_bps=slippage_bps(book, side, avg),
                 note=t.note,
             )
         )
-        leg += 1
+        self.leg += 1
         signed = float(size) if qty > 0 else -float(size)
-        held[inst.key] = held.get(inst.key, 0.0) + signed
-        r = room(inst.venue)
+        self.held[inst.key] = self.held.get(inst.key, 0.0) + signed
+        r = self.room(inst.venue)
         if r is not None:
             r.trade(inst.symbol, inst.base, signed, book.mid)
         return signed
 
-    def liquid(book: Book, side: str, qty: float, urgent: bool) -> float:
+    def liquid(self, book: Book, side: str, qty: float, urgent: bool) -> float:
         if urgent:
             return qty
-        cap = max_qty_within(book, side, spec.max_slippage_bps)
+        cap = max_qty_within(book, side, self.spec.max_slippage_bps)
         return min(qty, cap)
 
-    last_placed = 0.0  # what the previous trade placed (signed): a matched leg takes no more than that
-    for t in trades:
-        order = t.instruments or tuple(i.key for i in spec.instruments)
-        insts = [spec.instrument(k) for k in order]
+    def trade(self, t: Trade, last_placed: float) -> float:
+        """Plan one trade: reduce opposing holdings, then add within liquidity and headroom. What it placed."""
+        order = t.instruments or tuple(i.key for i in self.spec.instruments)
+        insts = [self.spec.instrument(k) for k in order]
         dust = min(i.qty_step for i in insts)  # less than the finest step cannot be traded anywhere
         wanted = t.qty
         if t.match_previous:  # the second leg of a rotation: only as much as the first leg placed
@@ -251,71 +279,87 @@ def plan_orders(
         left = round(wanted, 9)  # sizes are tracked to 1e-9: float noise must not eat a step
         start = left
         side = "buy" if left > 0 else "sell"
-        # 1. shrink holdings that oppose the trade, least preferred first
+        left = self.reduce(t, insts, left, side)
+        if abs(left) < dust:
+            return start - left
+        if t.reduce_only:
+            self.unplaced += left
+            return start - left
+        left, starved = self.add(t, insts, left, side)
+        if abs(left) >= dust:
+            self.unplaced += left
+            if starved:
+                self.im_need(*starved[0])
+        return start - left
+
+    def reduce(self, t: Trade, insts: list[Instrument], left: float, side: str) -> float:
+        """1. Shrink holdings that oppose the trade, least preferred first; what is left of it."""
         for inst in reversed(insts):
-            h = held.get(inst.key, 0.0)
-            book = books.get(inst.key)
+            h = self.held.get(inst.key, 0.0)
+            book = self.books.get(inst.key)
             if abs(left) <= EPS or book is None or h * left >= 0 or abs(h) <= EPS:
                 continue
             want = min(abs(left), abs(h))
-            take = liquid(book, side, want, t.urgent)
+            take = self.liquid(book, side, want, t.urgent)
             if take < want - EPS:
-                notes.append(f"{inst.key}: reduction capped at {take:g} of {want:g} by max_slippage_bps")
+                self.notes.append(f"{inst.key}: reduction capped at {take:g} of {want:g} by max_slippage_bps")
             # reduce-only at the venue only when the venue's own position shrinks by it: another owner on
             # the other side of a shared position would make the venue refuse (or cut) a reduce-only order
-            r = room(inst.venue)
+            r = self.room(inst.venue)
             net = sum(p.qty for p in r.positions if p.symbol == inst.symbol) if r is not None else 0.0
             venue_reduces = net * h > 0 and take <= abs(net) + EPS
-            left = round(left - emit(inst, math.copysign(take, left), t, book, reduce_only=venue_reduces), 9)
-        if abs(left) < dust:
-            last_placed = start - left
-            continue
-        if t.reduce_only:
-            unplaced += left
-            last_placed = start - left
-            continue
-        # 2. add on instruments in order, within liquidity and margin headroom
+            placed = self.emit(inst, math.copysign(take, left), t, book, reduce_only=venue_reduces)
+            left = round(left - placed, 9)
+        return left
+
+    def add(
+        self, t: Trade, insts: list[Instrument], left: float, side: str
+    ) -> tuple[float, list[tuple[Instrument, float]]]:
+        """2. Add on instruments in order, within liquidity and margin headroom; what is left, and what
+        each instrument could not take for want of margin."""
         starved: list[tuple[Instrument, float]] = []
         for inst in insts:
             if abs(left) <= EPS:
                 break
-            book = books.get(inst.key)
-            r = room(inst.venue)
+            book = self.books.get(inst.key)
+            r = self.room(inst.venue)
             if book is None or r is None:
-                notes.append(f"{inst.key}: unavailable; trying the next instrument")
+                self.notes.append(f"{inst.key}: unavailable; trying the next instrument")
                 continue
-            take = liquid(book, side, abs(left), t.urgent)
+            take = self.liquid(book, side, abs(left), t.urgent)
             if take < abs(left) - EPS:
-                notes.append(
-                    f"{inst.key}: {abs(left):g} would slip past {spec.max_slippage_bps:g} bps; "
+                self.notes.append(
+                    f"{inst.key}: {abs(left):g} would slip past {self.spec.max_slippage_bps:g} bps; "
                     f"capped at {take:g}"
                 )
             signed = math.copysign(take, left)
             fits = _fits(r, inst, signed, book.mid)
             if abs(fits) < abs(signed) - EPS:
-                notes.append(
+                self.notes.append(
                     f"{inst.key}: {abs(signed):g} would push {inst.venue} over its alert utilization; "
                     f"{abs(fits):g} fits"
                 )
                 starved.append((inst, signed - fits))
-            left = round(left - emit(inst, fits, t, book, reduce_only=False), 9)
-        last_placed = start - left
-        if abs(left) >= dust:
-            unplaced += left
-            if starved:
-                inst, extra = starved[0]
-                book = books.get(inst.key)
-                mark = book.mid if book is not None else 0.0
-                r = room(inst.venue)
-                if r is not None:
-                    before = r.figures_after(inst.symbol, inst.base, 0.0, mark)
-                    after = r.figures_after(inst.symbol, inst.base, extra, mark)
-                    needs[inst.venue] = needs.get(inst.venue, 0.0) + max(0.0, after.im - before.im)
-    added: dict[str, float] = {}
-    for venue, r in rooms.items():
-        sn = r.snap
-        im_before = figures(sn.collateral, sn.positions, sn.prices, sn.haircuts, sn.params).im
-        im_after = figures(sn.collateral, r.positions, sn.prices, sn.haircuts, sn.params).im
-        if im_after > im_before:
-            added[venue] = im_after - im_before
-    return Plan(tuple(orders), needs, added, unplaced, tuple(notes))
+            left = round(left - self.emit(inst, fits, t, book, reduce_only=False), 9)
+        return left, starved
+
+    def im_need(self, inst: Instrument, extra: float) -> None:
+        """The initial margin `extra` more on `inst` would take: treasury tops the venue up by it first."""
+        book = self.books.get(inst.key)
+        mark = book.mid if book is not None else 0.0
+        r = self.room(inst.venue)
+        if r is not None:
+            before = r.figures_after(inst.symbol, inst.base, 0.0, mark)
+            after = r.figures_after(inst.symbol, inst.base, extra, mark)
+            self.needs[inst.venue] = self.needs.get(inst.venue, 0.0) + max(0.0, after.im - before.im)
+
+    def im_added(self) -> dict[str, float]:
+        """Initial margin this cycle's orders add, per venue (so treasury does not sweep it away)."""
+        added: dict[str, float] = {}
+        for venue, r in self.rooms.items():
+            sn = r.snap
+            im_before = figures(sn.collateral, sn.positions, sn.prices, sn.haircuts, sn.params).im
+            im_after = figures(sn.collateral, r.positions, sn.prices, sn.haircuts, sn.params).im
+            if im_after > im_before:
+                added[venue] = im_after - im_before
+        return added

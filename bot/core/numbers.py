@@ -22,26 +22,8 @@ def parse_amount(value: object, *, step: Decimal | None = None, allow_zero: bool
     Floats are taken through `repr` so that 0.1 stays 0.1. Strings must be plain decimals:
     "1,000", "1e308", "NaN" and "inf" are refused.
     """
-    if isinstance(value, bool):
-        raise AmountError(f"not an amount: {value!r}")
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise AmountError(f"not a finite amount: {value!r}")
-        value = repr(value)
-    if isinstance(value, int):
-        value = str(value)
-    if isinstance(value, Decimal):
-        d = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if not text or any(c not in "0123456789.-+eE" for c in text):
-            raise AmountError(f"not a plain decimal amount: {value!r}")
-        try:
-            d = Decimal(text)
-        except InvalidOperation as e:
-            raise AmountError(f"not a decimal amount: {value!r}") from e
-    else:
-        raise AmountError(f"not an amount: {value!r}")
+    value = _as_text(value)
+    d = value if isinstance(value, Decimal) else _plain(value)
     if not d.is_finite():
         raise AmountError(f"not a finite amount: {value!r}")
     if d < 0 or (d == 0 and not allow_zero):
@@ -51,6 +33,32 @@ def parse_amount(value: object, *, step: Decimal | None = None, allow_zero: bool
     if step is not None and d % step != 0:
         raise AmountError(f"amount {value!r} has more decimals than the step {step} allows")
     return d
+
+
+def _as_text(value: object) -> Decimal | str:
+    """A Decimal as is; an int, or a finite float through `repr`, as text; a string as is; else refused."""
+    if isinstance(value, bool):
+        raise AmountError(f"not an amount: {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise AmountError(f"not a finite amount: {value!r}")
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal | str):
+        return value
+    raise AmountError(f"not an amount: {value!r}")
+
+
+def _plain(value: str) -> Decimal:
+    """A plain decimal string (digits, point, sign, exponent) as a Decimal."""
+    text = value.strip()
+    if not text or any(c not in "0123456789.-+eE" for c in text):
+        raise AmountError(f"not a plain decimal amount: {value!r}")
+    try:
+        return Decimal(text)
+    except InvalidOperation as e:
+        raise AmountError(f"not a decimal amount: {value!r}") from e
 
 
 def to_decimal(x: float) -> Decimal:

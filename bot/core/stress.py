@@ -1,9 +1,10 @@
 """Stress coverage: under each scenario, what every venue needs and whether treasury can deliver it in time.
 
 For one scenario of a `Projection` and each venue:
-    need       the buffer is below the regime band's `min` → `topup_usd` to bring it back to `target`,
-               counting top-ups already in flight (a frozen destination holds them); when the shocked
-               liquidation ratio m ≥ 1, at least what brings m under 1
+    need       the venue's assessment (`bot/core/assess.py`, the rule `decide` sizes top-ups by): the buffer
+               below the regime band's `min` → what brings it back to `target`, counting top-ups already in
+               flight (a frozen destination holds them); when the shocked liquidation ratio m ≥ 1, at least
+               what brings m under 1
     routes     the configured top-up routes into the venue, in `policy.bucket_rank` order, cheapest first,
                minus those whose source or destination the scenario freezes and those the bot would not use
                now (an unknown outcome, a recent failure, an exclusive route with a move open)
@@ -22,15 +23,15 @@ Pure and deterministic: the same inputs give the same report.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bot.core.actions import IntentStatus, TransferKind
-from bot.core.assets import landed_value
-from bot.core.margin import Figures, topup_usd
+from bot.core.actions import OPEN_STATUSES, TransferKind
+from bot.core.assess import Assessment, assess_figures, landing_usd
+from bot.core.margin import Figures
 from bot.core.numbers import round_up, to_decimal
-from bot.core.policy import Band, Regime, VenuePolicy
+from bot.core.policy import Regime, VenuePolicy
 from bot.core.routing import Leg, blocked_routes, plan_topup, route_remaining
 from bot.core.stress_grid import Projection, StressScenario, shocked
 from bot.core.world import AccountSnapshot, IntentView, Policy, RouteSpec, VenueSnapshot
@@ -139,37 +140,6 @@ def _usd(x: float) -> Decimal:
     return round_up(to_decimal(max(0.0, x)), USD_STEP) if math.isfinite(x) else Decimal("1e15")
 
 
-def _in_flight(
-    intents: Iterable[IntentView],
-    venue: str,
-    routes: Mapping[str, RouteSpec],
-    prices: Mapping[str, float],
-    haircuts: Mapping[str, float],
-    *,
-    horizon: float | None,
-) -> float:
-    """USD of equity the top-ups already sent to `venue` add when they land (by `horizon`, when given)."""
-    total = 0.0
-    for i in intents:
-        if i.venue != venue or i.kind is not TransferKind.TOPUP:
-            continue
-        if horizon is None:
-            if i.status not in (IntentStatus.SUBMITTED, IntentStatus.UNKNOWN):
-                continue
-        else:
-            r = routes.get(i.route)
-            if (
-                i.status is not IntentStatus.SUBMITTED
-                or r is None
-                or i.created_at + r.settle_seconds > horizon
-            ):
-                continue
-        total += landed_value(
-            i.asset, i.amount - i.fee, usd=i.usd, amount=i.amount, prices=prices, haircuts=haircuts
-        )
-    return total
-
-
 def _ratio(num: float, equity: float) -> float:
     if equity > 0.0:
         return num / equity
@@ -182,16 +152,56 @@ def _pct(x: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Need:
-    venue: str
-    f: Figures
+    a: Assessment  # the venue under the scenario, assessed as `decide` would (top-ups in flight counted)
     vpol: VenuePolicy
-    need: float
-    incoming: float
+    need: float  # the assessment's top-up, or more where m ≥ 1
     landing: float  # in-flight top-ups that land within the de-risk wait
-    buffer: float  # with the top-ups in flight counted
-    band: Band
     prices: Mapping[str, float]
     haircuts: Mapping[str, float]
+
+    @property
+    def venue(self) -> str:
+        return self.a.venue
+
+    @property
+    def f(self) -> Figures:
+        return self.a.figures
+
+
+def _open_by_venue(intents: tuple[IntentView, ...]) -> dict[str, list[IntentView]]:
+    out: dict[str, list[IntentView]] = {}
+    for i in intents:
+        if i.status in OPEN_STATUSES:
+            out.setdefault(i.venue, []).append(i)
+    return out
+
+
+def _need(
+    v: str,
+    f: Figures,
+    policy: Policy,
+    regime: Regime,
+    *,
+    scenario: StressScenario,
+    snapshots: Mapping[str, VenueSnapshot] | None,
+    mine: Sequence[IntentView],
+    routes: Mapping[str, RouteSpec],
+    horizon: float,
+) -> _Need:
+    """The venue's top-up need under the scenario: the assessment's, and when the shocked m ≥ 1 at least
+    what brings m under 1 with what lands in time."""
+    vpol = policy.venues[v]
+    if snapshots is not None and v in snapshots:
+        snap, _ = shocked(snapshots[v], scenario)
+        prices, haircuts = snap.prices, snap.haircuts
+    else:
+        prices, haircuts = {}, {}
+    a = assess_figures(v, f, vpol, vpol.band(regime), open_intents=mine, prices=prices, haircuts=haircuts)
+    landing = landing_usd(mine, routes, horizon, prices, haircuts) if mine else 0.0
+    need = a.topup_usd
+    if f.mm_ratio >= 1.0:
+        need = max(need, f.mm - (f.equity + landing) + 1.0)
+    return _Need(a, vpol, need, landing, prices, haircuts)
 
 
 def assess_scenario(
@@ -212,26 +222,21 @@ def assess_scenario(
     if blocked is None:
         blocked = blocked_routes(policy.routes, intents, now)
     horizon = now + policy.derisk_wait_seconds
-    needs: list[_Need] = []
-    for v in sorted(figs):
-        f = figs[v]
-        vpol = policy.venues[v]
-        band = vpol.band(regime)
-        if snapshots is not None and v in snapshots:
-            snap, _ = shocked(snapshots[v], scenario)
-            prices, haircuts = snap.prices, snap.haircuts
-        else:
-            prices, haircuts = {}, {}
-        held = v in frozen  # a frozen destination holds what is in flight
-        incoming = 0.0 if held else _in_flight(intents, v, by_name, prices, haircuts, horizon=None)
-        landing = 0.0 if held else _in_flight(intents, v, by_name, prices, haircuts, horizon=horizon)
-        equity_eff = f.equity + incoming
-        buffer_eff = 1.0 - f.im / equity_eff if equity_eff > 0 else -math.inf
-        need = topup_usd(f, band.target, incoming) if f.im > 0 and buffer_eff < band.min else 0.0
-        if f.mm_ratio >= 1.0:
-            need = max(need, f.mm - (f.equity + landing) + 1.0)
-        needs.append(_Need(v, f, vpol, need, incoming, landing, buffer_eff, band, prices, haircuts))
-
+    open_by_venue = _open_by_venue(intents)
+    needs = [
+        _need(
+            v,
+            figs[v],
+            policy,
+            regime,
+            scenario=scenario,
+            snapshots=snapshots,
+            mine=() if v in frozen else open_by_venue.get(v, ()),  # a frozen destination holds them
+            routes=by_name,
+            horizon=horizon,
+        )
+        for v in sorted(figs)
+    ]
     remaining = {r.name: route_remaining(r, intents, now) for r in policy.routes}
     available: dict[str, dict[str, Decimal]] = {a: dict(s.balances) for a, s in sorted(accounts.items())}
     out: dict[str, VenueStress] = {}
@@ -251,6 +256,51 @@ def assess_scenario(
     )
 
 
+def _draw(
+    n: _Need,
+    policy: Policy,
+    *,
+    frozen: frozenset[str],
+    blocked: Mapping[str, str],
+    remaining: dict[str, Decimal],
+    available: dict[str, dict[str, Decimal]],
+    in_time_only: bool,
+) -> tuple[list[Leg], float, list[str], list[str]]:
+    """The need planned over the usable routes into the venue, drawing down the route budgets and account
+    balances it shares with the scenario's other venues: legs, shortfall, notes, and each route's cap."""
+    into = [r for r in policy.routes if r.kind is TransferKind.TOPUP and r.venue == n.venue]
+    usable = [
+        r
+        for r in into
+        if r.bucket in policy.bucket_rank
+        and r.source not in frozen
+        and r.destination not in frozen
+        and r.name not in blocked
+        and (not in_time_only or r.settle_seconds <= policy.derisk_wait_seconds)
+    ]
+    notes: list[str] = []
+    if not into:
+        notes.append("no top-up route into it")
+    elif not usable:
+        notes.append(_why_none(into, policy, frozen, blocked, in_time_only))
+    caps = _caps(usable, remaining, available)
+    legs, short = plan_topup(
+        n.need,
+        usable,
+        prices=n.prices,
+        haircuts=n.haircuts,
+        remaining=remaining,
+        available=available,
+        rank=policy.bucket_rank,
+    )
+    for leg in legs:
+        r = leg.route
+        remaining[r.name] = remaining.get(r.name, ZERO) - leg.amount
+        bal = available.setdefault(r.source, {})
+        bal[r.asset] = bal.get(r.asset, ZERO) - leg.amount
+    return legs, short, notes, caps
+
+
 def _venue(
     n: _Need,
     policy: Policy,
@@ -268,38 +318,18 @@ def _venue(
     notes: list[str] = []
     caps: list[str] = []
     if n.need > 0 and not is_frozen:
-        into = [r for r in policy.routes if r.kind is TransferKind.TOPUP and r.venue == v]
-        usable = [
-            r
-            for r in into
-            if r.bucket in policy.bucket_rank
-            and r.source not in frozen
-            and r.destination not in frozen
-            and r.name not in blocked
-            and (not in_time_only or r.settle_seconds <= policy.derisk_wait_seconds)
-        ]
-        if not into:
-            notes.append("no top-up route into it")
-        elif not usable:
-            notes.append(_why_none(into, policy, frozen, blocked, in_time_only))
-        caps = _caps(usable, remaining, available)
-        legs, short = plan_topup(
-            n.need,
-            usable,
-            prices=n.prices,
-            haircuts=n.haircuts,
+        legs, short, notes, caps = _draw(
+            n,
+            policy,
+            frozen=frozen,
+            blocked=blocked,
             remaining=remaining,
             available=available,
-            rank=policy.bucket_rank,
+            in_time_only=in_time_only,
         )
-        for leg in legs:
-            r = leg.route
-            remaining[r.name] = remaining.get(r.name, ZERO) - leg.amount
-            bal = available.setdefault(r.source, {})
-            bal[r.asset] = bal.get(r.asset, ZERO) - leg.amount
     delivered = sum(leg.delivered_usd for leg in legs)
     # at the de-risk level only what lands in time counts (and only in-time routes were used)
-    m_after = _ratio(f.mm, f.equity + (n.landing if in_time_only else n.incoming) + delivered)
+    m_after = _ratio(f.mm, f.equity + (n.landing if in_time_only else n.a.incoming_usd) + delivered)
     liquidates = f.mm_ratio >= 1.0 and m_after >= 1.0
     topup = _usd(n.need)
     if short < SHORT_TOLERANCE_USD:
@@ -393,8 +423,9 @@ def _reason(
 ) -> str:
     f = n.f
     if n.need <= 0:
-        flying = f", counting {n.incoming:,.0f} USD in flight" if n.incoming > 0 else ""
-        return f"buffer {_pct(n.buffer)} not below min {_pct(n.band.min)}{flying}: no top-up needed"
+        incoming = n.a.incoming_usd
+        flying = f", counting {incoming:,.0f} USD in flight" if incoming > 0 else ""
+        return f"buffer {_pct(n.a.buffer)} not below min {_pct(n.a.band.min)}{flying}: no top-up needed"
     need = f"{_usd(n.need):,}"
     parts: list[str] = []
     if is_frozen:

@@ -85,19 +85,7 @@ def default_grid(assets: Sequence[str], venues: Sequence[str]) -> tuple[StressSc
     """The standard grid: price moves per asset and jointly, volatility spikes, funding flips, margin hikes
     on each venue and on all, a haircut increase, a freeze of each venue in turn (alone and during a joint
     20% move either way), and a liquidity drought."""
-    out: list[StressScenario] = []
-
-    def pct(x: float) -> str:
-        return f"{x * 100:+.0f}%"
-
-    for a in assets:
-        for m in PRICE_MOVES:
-            for sign in (-1.0, 1.0):
-                out.append(StressScenario(f"{a} {pct(sign * m)}", (Shock("price", asset=a, pct=sign * m),)))
-    if len(assets) > 1:
-        for m in PRICE_MOVES:
-            for sign in (-1.0, 1.0):
-                out.append(StressScenario(f"all {pct(sign * m)}", (Shock("price", pct=sign * m),)))
+    out = _price_moves(assets)
     for f in (2.0, 3.0):
         out.append(StressScenario(f"volatility ×{f:g}", (Shock("vol", factor=f),)))
     for rate in (0.003, -0.003):
@@ -110,17 +98,42 @@ def default_grid(assets: Sequence[str], venues: Sequence[str]) -> tuple[StressSc
         out.append(
             StressScenario("haircuts 25%", tuple(Shock("haircut", asset=a, value=0.25) for a in assets))
         )
+    out.extend(_freezes(venues))
+    out.append(StressScenario("liquidity drought (books at 20%)", (Shock("liquidity", factor=0.2),)))
+    return tuple(out)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.0f}%"
+
+
+def _price_moves(assets: Sequence[str]) -> list[StressScenario]:
+    """Each move either way per asset, then (with more than one asset) every asset at once."""
+    out: list[StressScenario] = []
+    for a in assets:
+        for m in PRICE_MOVES:
+            for sign in (-1.0, 1.0):
+                out.append(StressScenario(f"{a} {_pct(sign * m)}", (Shock("price", asset=a, pct=sign * m),)))
+    if len(assets) > 1:
+        for m in PRICE_MOVES:
+            for sign in (-1.0, 1.0):
+                out.append(StressScenario(f"all {_pct(sign * m)}", (Shock("price", pct=sign * m),)))
+    return out
+
+
+def _freezes(venues: Sequence[str]) -> list[StressScenario]:
+    """Each venue frozen, alone and during a joint 20% move either way."""
+    out: list[StressScenario] = []
     for v in venues:
         out.append(StressScenario(f"{v} frozen", (Shock("freeze", venue=v),)))
         for sign in (-1.0, 1.0):
             out.append(
                 StressScenario(
-                    f"{v} frozen, all {pct(sign * 0.2)}",
+                    f"{v} frozen, all {_pct(sign * 0.2)}",
                     (Shock("freeze", venue=v), Shock("price", pct=sign * 0.2)),
                 )
             )
-    out.append(StressScenario("liquidity drought (books at 20%)", (Shock("liquidity", factor=0.2),)))
-    return tuple(out)
+    return out
 
 
 def shocked(snap: VenueSnapshot, scenario: StressScenario) -> tuple[VenueSnapshot, float]:
@@ -138,15 +151,24 @@ def shocked(snap: VenueSnapshot, scenario: StressScenario) -> tuple[VenueSnapsho
             params = scale_params(params, s.factor)
         elif s.type == "haircut" and s.asset and s.value is not None and s.applies_to(snap.venue):
             haircuts[s.asset] = s.value
-        elif (
-            s.type == "vol"
-            and s.factor is not None
-            and s.applies_to(snap.venue)
-            and (s.asset is None or any(p.base == s.asset for p in snap.positions))
-        ):
+        elif s.factor is not None and _vol_applies(s, snap):
             vol *= s.factor
     if vol != 1.0 and params.model == "portfolio":
         params = replace(params, pm_shocks=tuple(x * vol for x in params.pm_shocks))
+    return replace(snap, prices=prices, haircuts=haircuts, params=params), _cost(snap, scenario, prices)
+
+
+def _vol_applies(s: Shock, snap: VenueSnapshot) -> bool:
+    """A volatility shock for this venue: all of them, or those that hold the shocked asset."""
+    return (
+        s.type == "vol"
+        and s.applies_to(snap.venue)
+        and (s.asset is None or any(p.base == s.asset for p in snap.positions))
+    )
+
+
+def _cost(snap: VenueSnapshot, scenario: StressScenario, prices: Mapping[str, float]) -> float:
+    """USD the scenario takes from the venue's equity: a day of funding, the cost of exiting in thin books."""
     cost = 0.0
     for s in scenario.shocks:
         if not s.applies_to(snap.venue):
@@ -156,7 +178,7 @@ def shocked(snap: VenueSnapshot, scenario: StressScenario) -> tuple[VenueSnapsho
         elif s.type == "liquidity" and s.factor:
             gross = sum(abs(p.qty) * prices.get(p.base, 0.0) for p in snap.positions)
             cost += gross * LIQUIDITY_COST_BPS / 10_000.0 / s.factor
-    return replace(snap, prices=prices, haircuts=haircuts, params=params), cost
+    return cost
 
 
 def with_cost(f: Figures, cost: float) -> Figures:
@@ -279,9 +301,7 @@ def _book(snaps: Sequence[VenueSnapshot]) -> _Book:
         for a in (*snap.prices, *snap.collateral):
             assets.setdefault(a, len(assets))
     n_v, n_a = len(snaps), len(assets)
-    prices = np.ones((n_v, n_a))
-    priced = np.zeros((n_v, n_a), dtype=np.bool_)
-    haircuts = np.zeros((n_v, n_a))
+    prices, priced, haircuts = _marks(snaps, assets)
     holds: set[tuple[int, int]] = set()
     coll_source: list[int] = []
     coll_qty: list[float] = []
@@ -293,16 +313,8 @@ def _book(snaps: Sequence[VenueSnapshot]) -> _Book:
     start = [0]
     by_underlying: list[Idx] = []
     underlying_start: list[tuple[int, ...]] = []
-    n_tiers = max(len(s.params.tiers) for s in snaps)
-    tier_rate = np.zeros((n_v, n_tiers))
-    tier_cum = np.zeros((n_v, n_tiers))
+    tier_rate, tier_cum = _tiers(snaps)
     for v, snap in enumerate(snaps):
-        for a, p in snap.prices.items():
-            prices[v, assets[a]] = p
-            priced[v, assets[a]] = True
-        for a, h in snap.haircuts.items():
-            if a in assets:
-                haircuts[v, assets[a]] = h
         for a, q in snap.collateral.items():
             coll_source.append(v * n_a + assets[a])
             coll_qty.append(q)
@@ -324,9 +336,6 @@ def _book(snaps: Sequence[VenueSnapshot]) -> _Book:
         order, bounds = _by_first_seen(ai) if snap.params.model == "portfolio" else (ai[:0], (0,))
         by_underlying.append(order)
         underlying_start.append(bounds)
-        for j, t in enumerate(snap.params.tiers):
-            tier_rate[v, j] = t.rate
-            tier_cum[v, j] = t.cum
     params = [s.params for s in snaps]
     return _Book(
         venues=tuple(s.venue for s in snaps),
@@ -358,6 +367,34 @@ def _book(snaps: Sequence[VenueSnapshot]) -> _Book:
     )
 
 
+def _marks(snaps: Sequence[VenueSnapshot], assets: Mapping[str, int]) -> tuple[F64, NDArray[np.bool_], F64]:
+    """(V, A) marks (1.0 where the venue quotes none), whether quoted, and haircuts."""
+    n_v, n_a = len(snaps), len(assets)
+    prices = np.ones((n_v, n_a))
+    priced = np.zeros((n_v, n_a), dtype=np.bool_)
+    haircuts = np.zeros((n_v, n_a))
+    for v, snap in enumerate(snaps):
+        for a, p in snap.prices.items():
+            prices[v, assets[a]] = p
+            priced[v, assets[a]] = True
+        for a, h in snap.haircuts.items():
+            if a in assets:
+                haircuts[v, assets[a]] = h
+    return prices, priced, haircuts
+
+
+def _tiers(snaps: Sequence[VenueSnapshot]) -> tuple[F64, F64]:
+    """(V, T) tier rates and offsets, padded with zeros."""
+    n_tiers = max(len(s.params.tiers) for s in snaps)
+    tier_rate = np.zeros((len(snaps), n_tiers))
+    tier_cum = np.zeros((len(snaps), n_tiers))
+    for v, snap in enumerate(snaps):
+        for j, t in enumerate(snap.params.tiers):
+            tier_rate[v, j] = t.rate
+            tier_cum[v, j] = t.cum
+    return tier_rate, tier_cum
+
+
 def _by_first_seen(ai: Idx) -> tuple[Idx, tuple[int, ...]]:
     """Rows grouped by asset, assets in order of first appearance, rows in order within each (as `dict`
     insertion orders `portfolio_mm`'s nets), and the bounds of each group."""
@@ -379,27 +416,22 @@ def _columns(x: F64, cols: int) -> F64:
 def _shock(book: _Book, scenarios: Sequence[StressScenario], cols: int) -> tuple[_Rules, list[_Cost]]:
     """Apply every scenario's shocks to its column, in the order `shocked` applies them (factors compound
     in that order, so the products round alike); the costs are returned to be taken once sums exist."""
-    prices = _columns(book.prices, cols)
-    haircuts = _columns(book.haircuts, cols)
-    tier_rate = _columns(book.tier_rate, cols)
-    tier_cum = _columns(book.tier_cum, cols)
-    im_rate = _columns(book.im_rate, cols)
-    pm_min_rate = _columns(book.pm_min_rate, cols)
-    pm_shock = _columns(book.pm_shock, cols)
-    vol = np.ones_like(pm_shock)
+    r = _Rules(
+        _columns(book.prices, cols),
+        _columns(book.haircuts, cols),
+        _columns(book.tier_rate, cols),
+        _columns(book.tier_cum, cols),
+        _columns(book.im_rate, cols),
+        _columns(book.pm_min_rate, cols),
+        _columns(book.pm_shock, cols),
+    )
+    vol = np.ones_like(r.pm_shock)
     venue_index = {v: i for i, v in enumerate(book.venues)}
     costs: list[_Cost] = []
     for k, sc in enumerate(scenarios):
         for s in sc.shocks:
             if s.type == "price":
-                if s.pct is None:
-                    continue
-                if s.asset:
-                    a = book.assets.get(s.asset)
-                    if a is not None:
-                        prices[:, a, k] *= 1.0 + s.pct
-                else:
-                    prices[:, book.nonstable, k] *= 1.0 + s.pct
+                _price_shock(book, r.prices, s, k)
                 continue
             if s.venue is None:
                 vs: _Targets = slice(None)
@@ -407,30 +439,47 @@ def _shock(book: _Book, scenarios: Sequence[StressScenario], cols: int) -> tuple
                 vs = [venue_index[s.venue]]
             else:
                 continue
-            if s.type == "margin_rates" and s.factor is not None:
-                f = s.factor
-                tier_rate[vs, :, k] *= f
-                tier_cum[vs, :, k] *= f
-                im_rate[vs, k] = np.minimum(1.0, im_rate[vs, k] * f)
-                pm_min_rate[vs, k] *= f
-                pm_shock[vs, k] *= f
-            elif s.type == "haircut" and s.asset and s.value is not None:
-                a = book.assets.get(s.asset)
-                if a is not None:
-                    haircuts[vs, a, k] = s.value
-            elif s.type == "vol" and s.factor is not None:
-                if s.asset is None:
-                    vol[vs, k] *= s.factor
-                else:
-                    a = book.assets.get(s.asset, -1)
-                    among = range(len(book.venues)) if isinstance(vs, slice) else vs
-                    held = [v for v in among if (v, a) in book.holds]
-                    vol[held, k] *= s.factor
-            elif (s.type == "funding" and s.pct is not None) or (s.type == "liquidity" and s.factor):
+            if (s.type == "funding" and s.pct is not None) or (s.type == "liquidity" and s.factor):
                 costs.append((k, vs, s))
-    prices = np.where(book.priced[:, :, None], prices, book.unquoted[None, :, None])
-    rules = _Rules(prices, haircuts, tier_rate, tier_cum, im_rate, pm_min_rate, np.abs(pm_shock * vol))
-    return rules, costs
+            else:
+                _venue_shock(book, r, vol, s, k=k, vs=vs)
+    prices = np.where(book.priced[:, :, None], r.prices, book.unquoted[None, :, None])
+    return replace(r, prices=prices, pm_shock=np.abs(r.pm_shock * vol)), costs
+
+
+def _price_shock(book: _Book, prices: F64, s: Shock, k: int) -> None:
+    """Column k's marks of the asset (or of every non-stable asset) × (1 + pct)."""
+    if s.pct is None:
+        return
+    if s.asset:
+        a = book.assets.get(s.asset)
+        if a is not None:
+            prices[:, a, k] *= 1.0 + s.pct
+    else:
+        prices[:, book.nonstable, k] *= 1.0 + s.pct
+
+
+def _venue_shock(book: _Book, r: _Rules, vol: F64, s: Shock, *, k: int, vs: _Targets) -> None:
+    """A margin-rate, haircut or volatility shock on column k of the targeted venues."""
+    if s.type == "margin_rates" and s.factor is not None:
+        f = s.factor
+        r.tier_rate[vs, :, k] *= f
+        r.tier_cum[vs, :, k] *= f
+        r.im_rate[vs, k] = np.minimum(1.0, r.im_rate[vs, k] * f)
+        r.pm_min_rate[vs, k] *= f
+        r.pm_shock[vs, k] *= f
+    elif s.type == "haircut" and s.asset and s.value is not None:
+        a = book.assets.get(s.asset)
+        if a is not None:
+            r.haircuts[vs, a, k] = s.value
+    elif s.type == "vol" and s.factor is not None:
+        if s.asset is None:
+            vol[vs, k] *= s.factor
+        else:
+            a = book.assets.get(s.asset, -1)
+            among = range(len(book.venues)) if isinstance(vs, slice) else vs
+            held = [v for v in among if (v, a) in book.holds]
+            vol[held, k] *= s.factor
 
 
 def _evaluate(book: _Book, r: _Rules, costs: list[_Cost]) -> tuple[F64, F64, F64, F64, F64]:
@@ -480,20 +529,24 @@ def _evaluate(book: _Book, r: _Rules, costs: list[_Cost]) -> tuple[F64, F64, F64
             mm[v] = _tiered(notional, book.tier_up[v], r.tier_rate[v], r.tier_cum[v], work.head(n))
             im[v] = gross[v] * r.im_rate[v]
     if costs:
-        cost = np.zeros((n_v, cols))
-        if not exits:
-            exit_gross = gross
-        for k, vs, s in costs:
-            if s.type == "funding" and s.pct is not None:
-                cost[vs, k] += signed[vs, k] * s.pct * FUNDING_PERIODS
-            elif s.factor:
-                cost[vs, k] += exit_gross[vs, k] * LIQUIDITY_COST_BPS / 10_000.0 / s.factor
-        equity -= cost
+        equity -= _costs(costs, signed, exit_gross if exits else gross)
     idle = np.where((im == 0.0) & (mm == 0.0), 0.0, math.inf)  # nothing open: nothing to margin or liquidate
     under = equity <= 0.0
     util = np.where(under, idle, im / equity)
     ratio = np.where(under, idle, mm / equity)
     return equity, im, mm, util, ratio
+
+
+def _costs(costs: list[_Cost], signed: F64, exit_gross: F64) -> F64:
+    """USD each scenario takes from each venue's equity: a day of funding on the signed notional, the exit
+    cost on the gross one."""
+    cost = np.zeros(signed.shape)
+    for k, vs, s in costs:
+        if s.type == "funding" and s.pct is not None:
+            cost[vs, k] += signed[vs, k] * s.pct * FUNDING_PERIODS
+        elif s.factor:
+            cost[vs, k] += exit_gross[vs, k] * LIQUIDITY_COST_BPS / 10_000.0 / s.factor
+    return cost
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@ Transfers carry theirs from `decide` (utilization before → after). Orders get 
 order's fill is applied at its estimated price to the venue's positions, in plan order (so the second leg
 sees the first), and the venue's figures recomputed. Where the venue reports its own figures (what it
 liquidates on), the projection is those plus the change our model computes. The text goes into the order's
-audit record and its notification: "okx-main u 78.0% → 61.0%, m 20.0% → 15.1%".
+audit record and its notification: "okx-main u 78.0% → 61.0%, m 20.0% → 15.1%". Given the decision's
+assessments, a venue's figures before its first order are the assessment's, not computed a second time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bot.core.assess import Assessment
 from bot.core.execution import apply_fill
 from bot.core.hedge import OrderAction
 from bot.core.margin import Position, figures
@@ -46,9 +48,15 @@ def _shift(reported: float, before: float, after: float) -> float:
 
 
 def with_effects(
-    snapshots: Mapping[str, VenueSnapshot | None], orders: Sequence[OrderAction]
+    snapshots: Mapping[str, VenueSnapshot | None],
+    orders: Sequence[OrderAction],
+    assessments: Mapping[str, Assessment] | None = None,
 ) -> tuple[OrderAction, ...]:
-    """The orders, each with its projected effect on its venue (cumulative in plan order)."""
+    """The orders, each with its projected effect on its venue (cumulative in plan order).
+
+    `assessments` (the decision's, made from these same snapshots) give each venue's figures before its
+    first order where the venue reports none of its own, instead of computing them again.
+    """
     positions: dict[str, tuple[Position, ...]] = {}
     collateral: dict[str, dict[str, float]] = {}
     out: list[OrderAction] = []
@@ -57,9 +65,13 @@ def with_effects(
         if snap is None or o.est_price <= 0:
             out.append(o)
             continue
+        a = assessments.get(o.venue) if assessments is not None and o.venue not in positions else None
         pos = positions.get(o.venue, snap.positions)
         coll = collateral.get(o.venue, dict(snap.collateral))
-        before = figures(coll, pos, snap.prices, snap.haircuts, snap.params)
+        if a is not None and snap.reported is None:
+            before = a.figures  # the same computation, on the same snapshot
+        else:
+            before = figures(coll, pos, snap.prices, snap.haircuts, snap.params)
         base, settle = o.symbol.split("/", 1)[0], o.symbol.rsplit(":", 1)[-1]
         signed = float(o.qty) if o.side == "buy" else -float(o.qty)
         new_pos, realized = apply_fill(pos, o.symbol, base, signed, o.est_price)
