@@ -282,6 +282,8 @@ def build(
         before_cycle=before_cycle,
         reconcile_lag_seconds=s.bot.reconcile_lag_seconds,
         kill_switch_poll_seconds=kill_switch_poll_seconds,
+        cycle_seconds=s.bot.cycle_seconds,
+        read_deadline_seconds=s.bot.read_deadline,
         hedger=Hedger(
             compile_hedges(s),
             store,

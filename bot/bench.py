@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.app import build, compile_policy, open_store, require_paper, require_prices
+from bot.bench_cycle import bench_live_cycle
 from bot.bench_live import bench_ccxt_snapshot, bench_transfer_wait
 from bot.bench_stress import bench_stress
 from bot.core.actions import TransferKind
@@ -298,6 +299,7 @@ def run_all(
         "ccxt_snapshot": lambda: bench_ccxt_snapshot(runs, progress),
         "transfer_wait": lambda: bench_transfer_wait(runs, progress),
         "stress_grid": lambda: bench_stress(runs, progress),
+        "live_cycle": lambda: bench_live_cycle(runs, progress),
     }
     if only is not None and not only:
         raise BadInput(f"--only: names no workload; known: {', '.join(jobs)}")

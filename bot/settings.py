@@ -96,6 +96,15 @@ class BotSection(Model):
     regime: Literal["normal", "high_vol"] = "normal"
     desk: Name = "treasury"
     reconcile_lag_seconds: Annotated[float, Field(gt=0, le=7 * 86400)] = 120.0
+    # a venue or account read that takes longer is cut off: that venue is stale this cycle, the others go on
+    read_deadline_seconds: Annotated[float, Field(gt=0, le=600)] | None = None
+
+    @property
+    def read_deadline(self) -> float:
+        """The deadline in force: as set, else the cycle (at least 1 s, at most half the data age limit)."""
+        if self.read_deadline_seconds is not None:
+            return self.read_deadline_seconds
+        return max(1.0, min(self.cycle_seconds, self.max_data_age_seconds / 2))
 
 
 class BandModel(Model):

@@ -15,6 +15,7 @@ from bot.core.actions import IntentStatus
 from bot.core.decide import crosscheck_gap, decide
 from bot.core.margin import Figures
 from bot.engine.clock import SimClock
+from bot.engine.observe import Observer
 from bot.errors import ConfigError, RateLimited, VenueBanned
 from bot.logs import redact_text
 from bot.settings import settings_from_dict
@@ -186,6 +187,7 @@ async def test_an_ip_ban_halts_that_venue_and_pages(sqlite_url: str) -> None:
     wired = await make_bot(s, sqlite_url, clock)
     bot = wired.bot
     bot.venues[0] = BannedVenue(bot.venues[0].name)  # type: ignore[assignment]
+    bot.observer = Observer(bot.venues, bot.accounts, clock, deadline_seconds=5.0)
     clock.advance(5)
     result = await bot.cycle()
     name = s.venues[0].name

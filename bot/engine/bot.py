@@ -24,6 +24,7 @@ from bot.core.actions import OPEN_STATUSES, IntentStatus
 from bot.core.decide import Alert, Decision, decide
 from bot.core.derisk import plan_derisk
 from bot.core.fsm import VenueState
+from bot.core.lifecycle import IntentEvent, Lost
 from bot.core.margin import Figures
 from bot.core.policy import Regime
 from bot.core.whatif import with_effects
@@ -33,12 +34,12 @@ from bot.engine.clock import Clock
 from bot.engine.executor import Executor, Outcome
 from bot.engine.hedger import HedgePlan, Hedger, Seen
 from bot.engine.killswitch import Controls, KillSwitch
+from bot.engine.observe import Observation, Observer
 from bot.engine.orders import OrderOutcome
 from bot.engine.positions import PositionWatch
 from bot.engine.reconcile import Reconciler
-from bot.errors import MarginbotError, VenueBanned
 from bot.notify import OutboxWorker, note
-from bot.store.repo import Store, VenueFigures
+from bot.store.repo import Note, Store, VenueFigures
 from bot.venues.base import AccountPort, TransferPort, VenuePort
 
 log = structlog.get_logger("marginbot.bot")
@@ -82,10 +83,15 @@ class Bot:
         figures_every_seconds: float | None = 0.0,
         before_cycle: Callable[[float], None] | None = None,
         hedger: Hedger | None = None,
+        cycle_seconds: float | None = None,
+        read_deadline_seconds: float = 5.0,
     ) -> None:
         self.policy = policy
         self.venues = list(venues)
         self.accounts = list(accounts)
+        self.observer = Observer(self.venues, self.accounts, clock, deadline_seconds=read_deadline_seconds)
+        self.cycle_seconds = cycle_seconds  # None: no watchdog
+        self.last_observation = Observation()  # the last cycle's reads and their times (for the bench)
         self.transfers = transfers
         self.store = store
         self.clock = clock
@@ -110,11 +116,11 @@ class Bot:
         self._in_flight: tuple[IntentView, ...] = ()
         self._expiries: dict[str, float] = {}
         self._unreconciled: set[str] = set()  # open intents not yet classified since start: the startup gate
-        self._banned: dict[str, str] = {}  # venue -> why, for venues that answered HTTP 418 this cycle
         self._intents_mark: str | None = None
         self._last_figures_at = float("-inf")
         self._last_observed: Mapping[str, Figures | None] = {}
         self._flush_task: asyncio.Task[int] | None = None
+        self._figures_task: asyncio.Task[None] | None = None
         # breach observed -> first intent committed and accepted by the venue (for `marginbot bench`)
         self.last_reaction_seconds: float | None = None
 
@@ -139,14 +145,12 @@ class Bot:
         for i in [
             i for i in self._intent_tuple if i.status is IntentStatus.APPROVED and (i.automatic or i.sending)
         ]:
-            self.store.set_intent_status(
-                i.id,
-                IntentStatus.UNKNOWN,
+            self._transition(
+                i,
+                IntentEvent.RESTART_UNKNOWN,
                 now,
-                venue=i.venue,
                 data={"reconciled": "the bot stopped between recording the intent and the venue's answer"},
             )
-            self._set(dataclasses.replace(i, status=IntentStatus.UNKNOWN))
         self._unreconciled = {i.id for i in self._in_flight}
         if self.hedger is not None:
             self._unreconciled |= self.hedger.unreconciled
@@ -161,6 +165,8 @@ class Bot:
     async def close(self) -> None:
         if self._flush_task is not None:
             await asyncio.gather(self._flush_task, return_exceptions=True)
+        if self._figures_task is not None:
+            await asyncio.gather(self._figures_task, return_exceptions=True)
         self.flush_figures(self.clock.now())
 
     def open_counts(self) -> tuple[int, int]:
@@ -184,7 +190,7 @@ class Bot:
 
     # --- the cycle ---------------------------------------------------------------------------------------
     async def cycle(self) -> CycleResult:
-        now = self.clock.now()
+        now = started = self.clock.now()
         if self.before_cycle is not None:
             self.before_cycle(now)
         controls = self._controls(now)
@@ -199,9 +205,13 @@ class Bot:
         outcomes: list[Outcome] = []
         if not controls.halted and not self._unreconciled:
             outcomes.extend(await self._send_approved(now, controls))
-        snapshots, accounts = await self._observe()
+        obs = self.last_observation = await self.observer.observe()
+        snapshots, accounts = obs.snapshots, obs.accounts
+        now = self.clock.now()  # decision time: every snapshot's age is judged now, after all reads
         changed, halted_by_watch = self._watch_positions(now, snapshots)
-        halted_venues = controls.halted_venues | halted_by_watch | self._halt_banned(now, controls)
+        halted_venues = (
+            controls.halted_venues | halted_by_watch | self._halt_banned(now, controls, obs.banned)
+        )
         hedge_plan = _NO_HEDGES
         if self.hedger is not None and self.hedger.specs:
             try:
@@ -247,7 +257,7 @@ class Bot:
         order_outcomes: list[OrderOutcome] = []
         alerts = (*decision.alerts, *hedge_plan.alerts)
         if self.hedger is not None and decision is not _NOTHING:
-            if any(a.kind == "derisk" for a in decision.alerts):  # a venue at its de-risk level
+            if decision.derisk_venues:  # at the de-risk level, and what lands in time does not rescue it
                 busy = self.hedger.busy_venues | halted_venues
                 derisk = plan_derisk(world, self.policy, decision, busy=busy)
                 alerts = (*alerts, *derisk.alerts)
@@ -268,6 +278,9 @@ class Bot:
                     f"no money moves until {len(self._unreconciled)} open intent(s) are reconciled",
                 ),
             )
+        overrun = self._watchdog(started, obs)
+        if overrun is not None:
+            alerts = (*alerts, overrun)
         events, notes, raised = self.alerts.update(now, alerts)
         if decision.transitions or events:
             self.store.record_transitions(
@@ -284,11 +297,29 @@ class Bot:
                 self.states = states
         self._last_observed = decision.observed
         if self.figures_every is not None and now - self._last_figures_at >= self.figures_every:
-            self.flush_figures(now)
+            self._figures_later(now)
         if self.outbox is not None and (self._flush_task is None or self._flush_task.done()):
             self._flush_task = asyncio.create_task(self._flush(now))
         return CycleResult(
             now, decision.observed, self.states, decision, tuple(outcomes), raised, tuple(order_outcomes)
+        )
+
+    def _watchdog(self, started: float, obs: Observation) -> Alert | None:
+        """A cycle that overran `cycle_seconds` by half (at least a second) names its slowest read."""
+        if self.cycle_seconds is None:
+            return None
+        took = self.clock.now() - started
+        if took <= self.cycle_seconds + max(1.0, 0.5 * self.cycle_seconds):
+            return None
+        slow = obs.slowest()
+        which = f"; slowest read: {slow[0]} {slow[1]:.1f}s" if slow is not None else ""
+        cut = f"; cut off at {self.observer.deadline:g}s: {', '.join(obs.late)}" if obs.late else ""
+        return Alert(
+            "cycle_overrun",
+            "warning",
+            "*",
+            None,
+            f"cycle took {took:.1f}s against cycle_seconds {self.cycle_seconds:g}{which}{cut}",
         )
 
     def _controls(self, now: float) -> Controls:
@@ -317,41 +348,15 @@ class Bot:
             log.error("failing closed", what=what, error=type(e).__name__)
         return Controls(True, frozenset(), {"ctl:halt": reason}, self._intents_mark)
 
-    async def _observe(self) -> tuple[dict[str, VenueSnapshot | None], dict[str, AccountSnapshot | None]]:
-        snaps: dict[str, VenueSnapshot | None] = {}
-        for v in self.venues:
-            try:
-                snaps[v.name] = await v.snapshot()
-            except (
-                VenueBanned
-            ) as e:  # an IP ban: halt that venue (persisted, paged) until a person resumes it
-                snaps[v.name] = None
-                self._banned[v.name] = str(e)
-            except MarginbotError as e:
-                log.debug("venue read failed", venue=v.name, error=str(e))
-                snaps[v.name] = None
-            except Exception as e:  # fail closed: an unreadable venue is stale, never guessed at
-                log.error("venue read raised", venue=v.name, error=type(e).__name__)
-                snaps[v.name] = None
-        accts: dict[str, AccountSnapshot | None] = {}
-        for a in self.accounts:
-            try:
-                accts[a.name] = await a.balances()
-            except Exception as e:  # an unreadable account offers no balance to draw on
-                log.debug("account read failed", account=a.name, error=str(e))
-                accts[a.name] = None
-        return snaps, accts
-
-    def _halt_banned(self, now: float, controls: Controls) -> frozenset[str]:
+    def _halt_banned(self, now: float, controls: Controls, banned_now: Mapping[str, str]) -> frozenset[str]:
         """Venues that banned our address this cycle: halted (a critical page) unless already halted."""
-        banned = frozenset(self._banned)
-        for venue, why in self._banned.items():
+        banned = frozenset(banned_now)
+        for venue, why in banned_now.items():
             if venue not in controls.halted_venues:
                 try:
                     self.kill.halt(now, by=BOT, venue=venue, reason=f"IP ban: {why}"[:500])
                 except Exception as e:  # the venue is held in memory this cycle either way
                     log.error("could not record the venue halt", venue=venue, error=type(e).__name__)
-        self._banned.clear()
         return banned
 
     def _watch_positions(
@@ -406,6 +411,28 @@ class Bot:
     def _set(self, intent: IntentView) -> None:
         self._intents[intent.id] = intent
         self._reindex()
+
+    def _transition(
+        self,
+        i: IntentView,
+        event: IntentEvent,
+        now: float,
+        *,
+        data: dict[str, object] | None = None,
+        notes: Sequence[Note] = (),
+    ) -> None:
+        """Apply a lifecycle event to a cached intent (compare-and-set on its cached status); when a person
+        changed it first, their record stands and the cache takes it from the store."""
+        done = self.store.transition_intent(
+            i.id, event, expected=i.status, ts=now, venue=i.venue, data=data, notes=notes
+        )
+        if isinstance(done, Lost):
+            log.info("intent changed meanwhile", intent=i.id, on=event.value, now_is=str(done.actual))
+            fresh = self.store.get_intent(i.id)
+            if fresh is not None:
+                self._set(fresh)
+            return
+        self._set(dataclasses.replace(i, status=done.status))
 
     def _reindex(self) -> None:
         """Rebuild the views derived from the intent cache (only when it changes, never on a quiet cycle)."""
@@ -477,11 +504,10 @@ class Bot:
         i = self._intents.get(intent_id)
         if i is None or i.status is not IntentStatus.PENDING_APPROVAL:
             return
-        self.store.set_intent_status(
-            intent_id,
-            IntentStatus.EXPIRED,
+        self._transition(
+            i,
+            IntentEvent.WITHDRAWN,
             now,
-            venue=i.venue,
             data={"withdrawn": "the need disappeared"},
             notes=[
                 note(
@@ -494,7 +520,6 @@ class Bot:
                 )
             ],
         )
-        self._set(dataclasses.replace(i, status=IntentStatus.EXPIRED))
         self._expiries.pop(intent_id, None)
 
     def _expire(self, now: float) -> None:
@@ -504,11 +529,10 @@ class Bot:
                 del self._expiries[intent_id]
                 continue
             if expires_at <= now:
-                self.store.set_intent_status(
-                    intent_id,
-                    IntentStatus.EXPIRED,
+                self._transition(
+                    i,
+                    IntentEvent.EXPIRED,
                     now,
-                    venue=i.venue,
                     notes=[
                         note(
                             "warning",
@@ -521,11 +545,26 @@ class Bot:
                         )
                     ],
                 )
-                self._set(dataclasses.replace(i, status=IntentStatus.EXPIRED))
                 del self._expiries[intent_id]
 
     # --- telemetry ---------------------------------------------------------------------------------------
+    def _figures_later(self, now: float) -> None:
+        """Telemetry leaves the cycle: the figures are gathered now and written by a worker thread while the
+        next cycle runs (one write at a time; a write still running when the next is due is skipped)."""
+        if self._figures_task is not None and not self._figures_task.done():
+            return
+        rows, hedges = self._figure_rows(now)
+        self._last_figures_at = now
+        self._figures_task = asyncio.create_task(asyncio.to_thread(self._write_figures, rows, hedges, now))
+
     def flush_figures(self, now: float) -> None:
+        rows, hedges = self._figure_rows(now)
+        self._write_figures(rows, hedges, now)
+        self._last_figures_at = now
+
+    def _figure_rows(
+        self, now: float
+    ) -> tuple[list[VenueFigures], list[tuple[str, float | None, float | None]]]:
         rows = []
         for v in self.policy.venues:
             f = self._last_observed.get(v)
@@ -537,11 +576,19 @@ class Bot:
                 rows.append(
                     VenueFigures(v, state, since, now, f.equity, f.im, f.mm, f.utilization, f.mm_ratio)
                 )
-        if rows:
-            self.store.save_figures(rows, now)
-        if self.hedger is not None and self.hedger.specs:
-            self.store.save_hedge_summaries(self.hedger.summaries(), now)
-        self._last_figures_at = now
+        hedges = list(self.hedger.summaries()) if self.hedger is not None and self.hedger.specs else []
+        return rows, hedges
+
+    def _write_figures(
+        self, rows: list[VenueFigures], hedges: list[tuple[str, float | None, float | None]], now: float
+    ) -> None:
+        try:
+            if rows:
+                self.store.save_figures(rows, now)
+            if hedges:
+                self.store.save_hedge_summaries(hedges, now)
+        except Exception as e:  # telemetry never takes the bot down; the next write tries again
+            log.warning("writing figures failed", error=type(e).__name__)
 
     async def _flush(self, now: float) -> int:
         assert self.outbox is not None

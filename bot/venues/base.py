@@ -71,6 +71,16 @@ class AccountPort(Protocol):
         ...
 
 
+class InstantVenuePort(VenuePort, Protocol):
+    """A venue that answers at once (the paper venue): the bot reads it without a task or a deadline."""
+
+    def snapshot_now(self) -> VenueSnapshot: ...
+
+
+class InstantAccountPort(AccountPort, Protocol):
+    def balances_now(self) -> AccountSnapshot: ...
+
+
 class TransferPort(Protocol):
     async def submit(self, req: TransferRequest) -> TransferReceipt:
         """Send one transfer, carrying `req.client_id` so that a repeat is recognised by the venue."""

@@ -369,6 +369,10 @@ class PaperVenue:
     async def snapshot(self) -> VenueSnapshot:
         return self._x.snapshot(self.name)
 
+    def snapshot_now(self) -> VenueSnapshot:
+        """The same read, answered at once (a local venue never waits): the bot calls it without a task."""
+        return self._x.snapshot(self.name)
+
 
 class PaperAccount:
     def __init__(self, exchange: PaperExchange, name: str) -> None:
@@ -376,6 +380,9 @@ class PaperAccount:
         self._x = exchange
 
     async def balances(self) -> AccountSnapshot:
+        return self._x.account_snapshot(self.name)
+
+    def balances_now(self) -> AccountSnapshot:
         return self._x.account_snapshot(self.name)
 
 

@@ -91,6 +91,7 @@ class FakeExchange(ABC):
         self.markets = markets
         self.by_symbol = {m.symbol: m for m in markets}
         self.by_id = {m.venue_id: m for m in markets}
+        self.latency = 0.0  # seconds added to every answer (the bench's distant exchanges)
         self.hang_seconds = (
             hang_seconds  # how long a "timeout" holds the answer (longer than the client waits)
         )
@@ -171,6 +172,8 @@ class FakeExchange(ABC):
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         arrived = time.perf_counter()
+        if self.latency > 0:  # a distant exchange: every answer takes this long
+            await asyncio.sleep(self.latency)
         endpoint = self.endpoint_of(request)
         body = await request.text()
         for key, value in [*request.headers.items(), *request.query.items()]:
