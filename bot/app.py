@@ -141,11 +141,15 @@ def open_store(
     s: Settings,
     db_url: str | None = None,
     *,
-    synchronous: str = "FULL",
+    synchronous: str | None = None,
     purpose: StorePurpose = "create",
     scenario: str | None = None,
     ts: float | None = None,
 ) -> Store:
+    """The store for `purpose`. SQLite commits with `synchronous=FULL` (every commit on disk), except a
+    simulation's: its history is rebuilt by running it again, so it needs no fsync per transition (OFF)."""
+    if synchronous is None:
+        synchronous = "OFF" if purpose == "simulation" else "FULL"
     url = db_url or s.bot.database_url
     label = "--db" if db_url else "bot.database_url"
     engine = make_engine(
@@ -290,6 +294,7 @@ def build(
             PaperOrders(exchange) if live is None else LiveOrders(live, PaperOrders(exchange)),
             desk=s.bot.desk,
             lag_seconds=s.bot.reconcile_lag_seconds,
+            read_deadline_seconds=s.bot.read_deadline,
         ),
     )
     return Wired(bot, exchange, market, store, live)

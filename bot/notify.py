@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from dataclasses import dataclass
 from typing import Protocol
 
 import apprise
 import structlog
 
-from bot.store.repo import Note, Store
+from bot.store.repo import Store
+from bot.store.rows import Note
 
 log = structlog.get_logger("marginbot.notify")
 
@@ -108,10 +108,10 @@ class OutboxWorker:
     async def flush(self, now: float) -> int:
         """Deliver what is due; a destination that times out ends this pass (the rest would wait on it too)."""
         sent = 0
-        rows = await asyncio.to_thread(self.store.due_notifications, now)
+        rows = await asyncio.to_thread(self.store.outbox.due, now)
         per_target = isinstance(self.sender, AppriseSender)
         for row in rows:
-            delivered: set[int] = set(json.loads(row.get("delivered") or "[]"))
+            delivered: set[int] = set(row.delivered)
             error: Exception | None = None
             if per_target:
                 assert isinstance(self.sender, AppriseSender)
@@ -119,25 +119,25 @@ class OutboxWorker:
                     if k in delivered:
                         continue  # already accepted there: never sent twice to a working destination
                     try:
-                        await self.sender.send_to(k, row["title"], row["body"], row["severity"])
+                        await self.sender.send_to(k, row.title, row.body, row.severity)
                         delivered.add(k)
                     except Exception as e:  # retried later, never raised into the bot
                         error = e
             else:
                 try:
-                    await self.sender.send(row["title"], row["body"], row["severity"])
+                    await self.sender.send(row.title, row.body, row.severity)
                 except Exception as e:  # retried later, never raised into the bot
                     error = e
             if error is None:
-                await asyncio.to_thread(self.store.notification_sent, row["id"])
+                await asyncio.to_thread(self.store.outbox.sent, row.id)
                 sent += 1
                 continue
-            attempts = row["attempts"] + 1
+            attempts = row.attempts + 1
             give_up = attempts >= MAX_ATTEMPTS
             await asyncio.to_thread(
                 functools.partial(
-                    self.store.notification_retry,
-                    row["id"],
+                    self.store.outbox.retry,
+                    row.id,
                     attempts=attempts,
                     next_at=now + min(5.0 * 2**attempts, 900.0),
                     error=f"{type(error).__name__}: {error}",
@@ -147,7 +147,7 @@ class OutboxWorker:
             )
             log.warning(
                 "notification delivery failed",
-                id=row["id"],
+                id=row.id,
                 attempts=attempts,
                 error=type(error).__name__,
                 gave_up=give_up,

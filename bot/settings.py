@@ -517,37 +517,50 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
+        problems = [
+            *_duplicates("venues/accounts", [v.name for v in self.venues] + [a.name for a in self.accounts]),
+            *_duplicates("routes", [r.name for r in self.routes]),
+            *self._route_end_checks(),
+            *self._live_route_checks(),
+            *self._rule_checks(),
+            *self._route_asset_checks(),
+            *self._level_checks(),
+            *self._hedge_checks(),
+            *self._stress_checks(),
+        ]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _route_end_checks(self) -> list[str]:
+        """Each route joins one account and one venue that exist."""
         problems: list[str] = []
         venue_names = [v.name for v in self.venues]
         account_names = [a.name for a in self.accounts]
         all_names = venue_names + account_names
-        for n in sorted({n for n in all_names if all_names.count(n) > 1}):
-            problems.append(f"venues/accounts: the name {n!r} is used twice")
-        route_names = [r.name for r in self.routes]
-        for n in sorted({n for n in route_names if route_names.count(n) > 1}):
-            problems.append(f"routes: the name {n!r} is used twice")
         for r in self.routes:
-            ends = (
-                r.from_ in venue_names,
-                r.to in venue_names,
-                r.from_ in account_names,
-                r.to in account_names,
-            )
             if r.from_ not in all_names:
                 problems.append(f"routes[{r.name}].from: no venue or account named {r.from_!r}")
             if r.to not in all_names:
                 problems.append(f"routes[{r.name}].to: no venue or account named {r.to!r}")
-            if (
-                r.from_ in all_names
-                and r.to in all_names
-                and not ((ends[0] and ends[3]) or (ends[2] and ends[1]))
-            ):
+            one_each = (r.from_ in venue_names and r.to in account_names) or (
+                r.from_ in account_names and r.to in venue_names
+            )
+            if r.from_ in all_names and r.to in all_names and not one_each:
                 problems.append(f"routes[{r.name}]: a route joins one account and one venue")
-        problems.extend(self._live_route_checks())
-        for rule in self.approvals.rules:
-            if rule.route is not None and rule.route not in route_names:
-                problems.append(f"approvals.rules: no route named {rule.route!r}")
-        problems.extend(self._route_asset_checks())
+        return problems
+
+    def _rule_checks(self) -> list[str]:
+        route_names = {r.name for r in self.routes}
+        return [
+            f"approvals.rules: no route named {rule.route!r}"
+            for rule in self.approvals.rules
+            if rule.route is not None and rule.route not in route_names
+        ]
+
+    def _level_checks(self) -> list[str]:
+        """Alert below de-risk below 1 on every venue; someone who can approve."""
+        problems: list[str] = []
         d = self.buffers
         for v in self.venues:
             alert = v.alert_mm_ratio if v.alert_mm_ratio is not None else d.alert_mm_ratio
@@ -560,19 +573,20 @@ class Settings(BaseSettings):
             problems.append(
                 f"approvals.approvers: empty, so no request could ever reach quorum {self.approvals.quorum}"
             )
-        hedge_names = [h.name for h in self.hedges]
-        for n in sorted({n for n in hedge_names if hedge_names.count(n) > 1}):
-            problems.append(f"hedges: the name {n!r} is used twice")
+        return problems
+
+    def _hedge_checks(self) -> list[str]:
+        """Unique program names; instruments on venues, and exposure accounts, that exist."""
+        problems = _duplicates("hedges", [h.name for h in self.hedges])
+        venue_names = {v.name for v in self.venues}
+        account_names = {a.name for a in self.accounts}
         for h in self.hedges:
             for inst in h.instruments:
                 if inst.venue not in venue_names:
                     problems.append(f"hedges[{h.name}].instruments: no venue named {inst.venue!r}")
             if h.exposure_account is not None and h.exposure_account not in account_names:
                 problems.append(f"hedges[{h.name}].exposure_account: no account named {h.exposure_account!r}")
-        problems.extend(self._stress_checks())
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        return problems
 
     def _route_asset_checks(self) -> list[str]:
         """A route moves only an asset its venue end takes as collateral (paper: `collateral` or `haircuts`
@@ -594,46 +608,38 @@ class Settings(BaseSettings):
     def paper_price_needs(self) -> dict[str, list[str]]:
         """Assets the paper world must price, each with the keys that need it (stablecoins are priced at 1)."""
         needs: dict[str, list[str]] = {}
-
-        def need(asset: str, where: str) -> None:
+        for asset, where in self._paper_assets():
             if asset not in STABLES:
                 needs.setdefault(asset, []).append(where)
-
-        paper = {v.name for v in self.venues if v.paper is not None}
-        for v in self.venues:
-            if v.paper is None:
-                continue
-            for i, p in enumerate(v.paper.positions):
-                need(p.base, f"venues[{v.name}].paper.positions[{i}]")
-            for asset in v.paper.collateral:
-                need(asset, f"venues[{v.name}].paper.collateral.{asset}")
-        for r in self.routes:
-            if r.to in paper or r.from_ in paper:
-                need(r.asset, f"routes[{r.name}].asset")
-        for h in self.hedges:
-            if any(i.venue in paper for i in h.instruments):
-                need(h.asset, f"hedges[{h.name}].asset")
         return needs
+
+    def _paper_assets(self) -> list[tuple[str, str]]:
+        """(asset, key) for every asset the paper world holds, moves or hedges."""
+        found: list[tuple[str, str]] = []
+        for v in self.venues:
+            if v.paper is not None:
+                found += [
+                    (p.base, f"venues[{v.name}].paper.positions[{i}]")
+                    for i, p in enumerate(v.paper.positions)
+                ]
+                found += [(a, f"venues[{v.name}].paper.collateral.{a}") for a in v.paper.collateral]
+        paper = {v.name for v in self.venues if v.paper is not None}
+        found += [
+            (r.asset, f"routes[{r.name}].asset") for r in self.routes if r.to in paper or r.from_ in paper
+        ]
+        found += [
+            (h.asset, f"hedges[{h.name}].asset")
+            for h in self.hedges
+            if any(i.venue in paper for i in h.instruments)
+        ]
+        return found
 
     def _stress_checks(self) -> list[str]:
         """`[[stress.scenarios]]`: unique names; shocks name venues (or, to freeze, accounts) and assets that exist."""
-        problems: list[str] = []
-        names = [sc.name for sc in self.stress.scenarios]
-        for n in sorted({n for n in names if names.count(n) > 1}):
-            problems.append(f"stress.scenarios: the name {n!r} is used twice")
+        problems = _duplicates("stress.scenarios", [sc.name for sc in self.stress.scenarios])
         venues = {v.name for v in self.venues}
         accounts = {a.name for a in self.accounts}
-        assets = set(self.market.prices) | STABLES
-        for v in self.venues:
-            for keys in (v.paper, v.live):
-                if keys is not None:
-                    assets |= set(keys.haircuts)
-            if v.paper is not None:
-                assets |= set(v.paper.collateral) | {p.base for p in v.paper.positions}
-            if v.live is not None:
-                assets |= {sym.split("/", 1)[0] for sym in v.live.symbols}
-        assets |= {a for acc in self.accounts for a in acc.balances} | {r.asset for r in self.routes}
-        assets |= {h.asset for h in self.hedges}
+        assets = self._known_assets()
         for sc in self.stress.scenarios:
             for i, x in enumerate(sc.shocks):
                 where = f"stress.scenarios[{sc.name}].shocks[{i}]"
@@ -647,6 +653,20 @@ class Settings(BaseSettings):
                         "anywhere in this config"
                     )
         return problems
+
+    def _known_assets(self) -> set[str]:
+        """Every asset the config prices, holds, routes or hedges (stablecoins included)."""
+        assets = set(self.market.prices) | STABLES
+        for v in self.venues:
+            for keys in (v.paper, v.live):
+                if keys is not None:
+                    assets |= set(keys.haircuts)
+            if v.paper is not None:
+                assets |= set(v.paper.collateral) | {p.base for p in v.paper.positions}
+            if v.live is not None:
+                assets |= {sym.split("/", 1)[0] for sym in v.live.symbols}
+        assets |= {a for acc in self.accounts for a in acc.balances} | {r.asset for r in self.routes}
+        return assets | {h.asset for h in self.hedges}
 
     def connection(self, name: str) -> tuple[str, str, bool, str | None] | None:
         """(exchange, credentials, sandbox, api_url) of a ccxt venue or account: one exchange client each."""
@@ -680,6 +700,11 @@ class Settings(BaseSettings):
         return hashlib.sha256(
             canonical_json(self.model_dump(mode="json", by_alias=True)).encode()
         ).hexdigest()
+
+
+def _duplicates(what: str, names: list[str]) -> list[str]:
+    """One problem per name used more than once, in name order."""
+    return [f"{what}: the name {n!r} is used twice" for n in sorted({n for n in names if names.count(n) > 1})]
 
 
 def _loc(loc: tuple[int | str, ...], data: Any) -> str:

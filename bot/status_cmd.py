@@ -12,6 +12,7 @@ from bot.core.actions import OPEN_STATUSES
 from bot.engine.killswitch import HALT, KillSwitch
 from bot.settings import Settings
 from bot.store.repo import Store
+from bot.store.rows import HedgeRow, IntentRow, VenueStatusRow
 
 
 def utc(ts: float | None) -> str | None:
@@ -35,71 +36,40 @@ def age_text(seconds: float | None) -> str:
 
 def gather(s: Settings, store: Store, now: float) -> dict[str, Any]:
     """Everything `status` shows, JSON-ready. Reads only."""
-    max_age = s.bot.max_data_age_seconds
-    open_intents = [r for r in store.intent_rows() if r["status"] in {x.value for x in OPEN_STATUSES}]
-    pending = [a for a in store.approval_rows() if a["status"] == "pending"]
-    hedges = {r["name"]: r for r in store.hedge_rows() if r["name"] in {h.name for h in s.hedges}}
+    open_intents = [r for r in store.intents.rows() if r.status in OPEN_STATUSES]
+    pending = [a for a in store.approvals.rows() if a.status == "pending"]
+    programs = {h.name for h in s.hedges}
     halts = KillSwitch(store, poll_seconds=0, desk=s.bot.desk).read(now).reasons
-    venues = {}
-    for r in store.status_rows():
-        age = None if r["observed_at"] is None else now - r["observed_at"]
-        u = r["utilization"]
-        venues[r["venue"]] = {
-            "state": r["state"],
-            "stale": age is None or age > max_age,
-            "data_age_seconds": None if age is None else round(age, 1),
-            "utilization": u,
-            "buffer": None if u is None else 1 - u,
-            "mm_ratio": r["mm_ratio"],
-            "equity": r["equity"],
-            "observed_at": r["observed_at"],
-            "observed_at_utc": utc(r["observed_at"]),
-            "in_flight": [
-                i["id"]
-                for i in open_intents
-                if i["venue"] == r["venue"] and i["status"] in ("submitted", "unknown")
-            ],
-        }
     return {
         "now_utc": utc(now),
-        "max_data_age_seconds": max_age,
-        "venues": venues,
+        "max_data_age_seconds": s.bot.max_data_age_seconds,
+        "venues": {
+            r.venue: _venue(r, open_intents, now, s.bot.max_data_age_seconds) for r in store.figures.rows()
+        },
         "intents": [
             {
-                "id": i["id"],
-                "kind": i["kind"],
-                "venue": i["venue"],
-                "route": i["route"],
-                "asset": i["asset"],
-                "amount": str(i["amount"]),
-                "status": i["status"],
-                "created_at_utc": utc(i["created_at"]),
+                "id": i.id,
+                "kind": i.kind.value,
+                "venue": i.venue,
+                "route": i.route,
+                "asset": i.asset,
+                "amount": str(i.amount),
+                "status": i.status.value,
+                "created_at_utc": utc(i.created_at),
             }
             for i in open_intents
         ],
         "pending_approvals": [
             {
-                "id": a["id"],
-                "quorum": a["quorum"],
-                "expires_at": a["expires_at"],
-                "expires_at_utc": utc(a["expires_at"]),
-                "reason": a["reason"],
+                "id": a.id,
+                "quorum": a.quorum,
+                "expires_at": a.expires_at,
+                "expires_at_utc": utc(a.expires_at),
+                "reason": a.reason,
             }
             for a in pending
         ],
-        "hedges": {
-            name: {
-                "net_delta": r["net_delta"],
-                "target": r["target"],
-                "band": r["band"],
-                "cost_usd": r["loss"],
-                "stopped": bool(r["stopped"]),
-                "stop_reason": r["stop_reason"] or None,
-                "updated_at": r["updated_at"],
-                "updated_at_utc": utc(r["updated_at"]),
-            }
-            for name, r in hedges.items()
-        },
+        "hedges": {r.name: _hedge(r) for r in store.ledgers.rows() if r.name in programs},
         "open_orders": [
             {
                 "id": o.id,
@@ -110,9 +80,41 @@ def gather(s: Settings, store: Store, now: float) -> dict[str, Any]:
                 "reason": o.reason.value,
                 "status": o.status.value,
             }
-            for o in store.open_orders()
+            for o in store.orders.open()
         ],
         "halted": {("all" if k == HALT else k.removeprefix(HALT + ":")): why for k, why in halts.items()},
+    }
+
+
+def _venue(r: VenueStatusRow, open_intents: list[IntentRow], now: float, max_age: float) -> dict[str, Any]:
+    age = None if r.observed_at is None else now - r.observed_at
+    u = r.utilization
+    return {
+        "state": r.state,
+        "stale": age is None or age > max_age,
+        "data_age_seconds": None if age is None else round(age, 1),
+        "utilization": u,
+        "buffer": None if u is None else 1 - u,
+        "mm_ratio": r.mm_ratio,
+        "equity": r.equity,
+        "observed_at": r.observed_at,
+        "observed_at_utc": utc(r.observed_at),
+        "in_flight": [
+            i.id for i in open_intents if i.venue == r.venue and i.status.value in ("submitted", "unknown")
+        ],
+    }
+
+
+def _hedge(r: HedgeRow) -> dict[str, Any]:
+    return {
+        "net_delta": r.net_delta,
+        "target": r.target,
+        "band": r.band,
+        "cost_usd": r.loss,
+        "stopped": r.stopped,
+        "stop_reason": r.stop_reason or None,
+        "updated_at": r.updated_at,
+        "updated_at_utc": utc(r.updated_at),
     }
 
 
@@ -131,10 +133,14 @@ def render(data: dict[str, Any], where: str) -> list[str]:
     if not data["venues"]:
         out.append("no status recorded yet: start the bot with `marginbot run` (or `marginbot run --once`)")
         return out
-    out.append(
+    return out + _venue_lines(data) + _open_lines(data) + _hedge_lines(data)
+
+
+def _venue_lines(data: dict[str, Any]) -> list[str]:
+    out = [
         f"{'venue':<14} {'state':<18} {'util':>6} {'buffer':>6} {'mm':>6} {'equity':>14}  {'data age':>9}  "
         "observed"
-    )
+    ]
     stale = 0
     for name, v in data["venues"].items():
         u = v["utilization"]
@@ -151,7 +157,11 @@ def render(data: dict[str, Any], where: str) -> list[str]:
             f"STALE: {stale} venue(s) last observed more than {data['max_data_age_seconds']:g}s ago "
             "(bot.max_data_age_seconds): is `marginbot run` running? Their figures are not current."
         )
-    out.append(f"open transfers: {len(data['intents'])}")
+    return out
+
+
+def _open_lines(data: dict[str, Any]) -> list[str]:
+    out = [f"open transfers: {len(data['intents'])}"]
     for i in data["intents"]:
         out.append(
             f"  {i['id']} {i['kind']} {i['amount']} {i['asset']} via {i['route']}: {i['status']} "
@@ -160,6 +170,11 @@ def render(data: dict[str, Any], where: str) -> list[str]:
     out.append(f"pending approvals: {len(data['pending_approvals'])}")
     for a in data["pending_approvals"]:
         out.append(f"  {a['id']} needs {a['quorum']}, expires {a['expires_at_utc']}: {a['reason']}")
+    return out
+
+
+def _hedge_lines(data: dict[str, Any]) -> list[str]:
+    out = []
     if data["hedges"]:
         out.append(f"{'hedge':<16} {'net delta':>12} {'target ± band':>16} {'cost to date':>14}  state")
     for name, h in data["hedges"].items():

@@ -145,8 +145,8 @@ def run(s: Settings, db: str | None, regime: str | None) -> StressRun:
         pass
     else:
         try:
-            intents = tuple(store.load_intents(time.time() - 2 * DAY_SECONDS))
-            saved = store.get_flag(PAPER_BLOB)
+            intents = tuple(store.intents.load(time.time() - 2 * DAY_SECONDS))
+            saved = store.flags.get(PAPER_BLOB)
         finally:
             store.engine.dispose()
     stored = set(json.loads(saved).get("prices", {})) if saved is not None else set()

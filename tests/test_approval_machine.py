@@ -4,7 +4,6 @@ automatic moves in any 24 h window stay within the daily automatic limit."""
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +14,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from bot.app import Wired, build, open_store
 from bot.engine.clock import SimClock
-from bot.engine.voting import cast_vote, oldest_pending
+from bot.service.approvals import cast_vote, oldest_pending
 from tests.harness import START, paper_settings
 
 # tight limits, so that random sequences reach them
@@ -84,26 +83,26 @@ class ApprovalMachine(RuleBasedStateMachine):
     @invariant()
     def every_move_above_the_limits_had_a_quorum(self) -> None:
         sent = set(self.x.effects)
-        requests = {a["intent_id"]: a for a in self.store.approval_rows()}
-        for r in self.store.intent_rows():
-            if r["id"] not in sent:
+        requests = {a.intent_id: a for a in self.store.approvals.rows()}
+        for r in self.store.intents.rows():
+            if r.id not in sent:
                 continue
-            if r["automatic"]:
-                assert r["usd"] <= AUTO, r
+            if r.automatic:
+                assert r.usd <= AUTO, r
                 continue
-            a = requests[r["id"]]
-            approvers = set(json.loads(a["approvers"]))
-            assert a["status"] == "approved"
-            assert len(approvers) >= a["quorum"]
-            assert approvers <= set(json.loads(a["eligible"]))
+            a = requests[r.id]
+            approvers = set(a.approvers)
+            assert a.status == "approved"
+            assert len(approvers) >= a.quorum
+            assert approvers <= set(a.eligible)
             assert "marginbot" not in approvers
 
     @invariant()
     def automatic_moves_in_any_24h_window_stay_within_the_daily_limit(self) -> None:
         auto = sorted(
-            (r["created_at"], r["usd"])
-            for r in self.store.intent_rows()
-            if r["automatic"] and r["id"] in set(self.x.effects)
+            (r.created_at, r.usd)
+            for r in self.store.intents.rows()
+            if r.automatic and r.id in set(self.x.effects)
         )
         for start, _ in auto:
             window = sum((usd for t, usd in auto if start <= t < start + 86_400), Decimal(0))

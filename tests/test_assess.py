@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from dataclasses import FrozenInstanceError, replace
 from decimal import Decimal
 from pathlib import Path
@@ -206,15 +205,3 @@ def test_stress_and_decide_size_the_same_top_up(book: dict[str, float], regime: 
 
 
 CORE = Path(__file__).resolve().parents[1] / "bot" / "core"
-
-
-def test_no_function_in_the_pure_core_is_longer_than_80_lines() -> None:
-    """Every function in bot/core fits on a screen: the decision is composed of small named steps."""
-    long = []
-    for path in sorted(CORE.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                lines = (node.end_lineno or node.lineno) - node.lineno + 1
-                if lines > 80:
-                    long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
-    assert long == []

@@ -38,7 +38,7 @@ def engine(db_url: str) -> Iterator[Engine]:
 def _fill(engine: Engine, n: int = N) -> Store:
     """Write `n` hand-written records, some in one transaction, some alone, with and without a venue."""
     store = Store(engine, config_hash="c0ffee")
-    store.record(
+    store.audit.record(
         T0,
         [
             ("venue.observed", "okx-main", {"utilization": 0.61, "equity": "1500000"}),
@@ -46,7 +46,7 @@ def _fill(engine: Engine, n: int = N) -> Store:
         ],
     )
     for i in range(2, n):
-        store.record(
+        store.audit.record(
             T0 + i, [("decision", None, {"step": i, "note": "buffer inside band", "amount": "1234.5"})]
         )
     return store
@@ -122,7 +122,7 @@ def test_decimal_and_nested_data_verify(engine: Engine) -> None:
     from decimal import Decimal
 
     store = Store(engine)
-    store.record(
+    store.audit.record(
         T0,
         [
             (
@@ -140,7 +140,9 @@ def test_decimal_and_nested_data_verify(engine: Engine) -> None:
 def test_integer_keyed_data_verifies(engine: Engine) -> None:
     """A record whose data has integer keys (stored as JSON strings, 2 before 10) verifies as written."""
     store = Store(engine)
-    store.record(T0, [("route.legs", "okx-main", {"legs": {2: "buffer-to-okx", 10: "emergency-to-okx"}})])
+    store.audit.record(
+        T0, [("route.legs", "okx-main", {"legs": {2: "buffer-to-okx", 10: "emergency-to-okx"}})]
+    )
     (r,) = chain.rows(engine)
     assert r["data"] == {"legs": {"2": "buffer-to-okx", "10": "emergency-to-okx"}}
     res = chain.verify(engine)
@@ -297,7 +299,7 @@ def test_changed_prev_hash_detected(engine: Engine) -> None:
 def test_concurrent_appends_keep_the_chain_gapless(engine: Engine) -> None:
     """Two threads appending 50 records each, one transaction per record, yield a gapless chain that verifies."""
     store = Store(engine)
-    store.record(T0, [("bot.started", None, {"pid": 1})])  # the head exists before the writers race
+    store.audit.record(T0, [("bot.started", None, {"pid": 1})])  # the head exists before the writers race
     per_thread = 50
     start = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -306,7 +308,7 @@ def test_concurrent_appends_keep_the_chain_gapless(engine: Engine) -> None:
         try:
             start.wait()
             for i in range(per_thread):
-                store.record(T0 + i, [("thread.tick", None, {"thread": name, "i": i})])
+                store.audit.record(T0 + i, [("thread.tick", None, {"thread": name, "i": i})])
         except BaseException as e:
             errors.append(e)
 
@@ -335,7 +337,7 @@ def test_second_writer_waits_for_the_first_record(engine: Engine) -> None:
 
     def second() -> None:
         try:
-            store.record(T0 + 1, [("bot.started", None, {"instance": "b"})])
+            store.audit.record(T0 + 1, [("bot.started", None, {"instance": "b"})])
         except BaseException as e:
             errors.append(e)
 

@@ -94,9 +94,9 @@ async def test_an_unknown_transfer_is_listed_and_resolved_by_hand(sqlite_url: st
     clock.advance(400)
     w.exchange.advance()
     result = await w.bot.cycle()
-    new = [r for r in w.store.intent_rows() if r["id"] in {o.intent_id for o in result.outcomes}]
-    assert [(r["route"], r["status"]) for r in new] == [("okx-funding-to-okx", "submitted")]
-    statuses = {r["id"]: r["status"] for r in w.store.intent_rows()}
+    new = [r for r in w.store.intents.rows() if r.id in {o.intent_id for o in result.outcomes}]
+    assert [(r.route, r.status) for r in new] == [("okx-funding-to-okx", "submitted")]
+    statuses = {r.id: r.status for r in w.store.intents.rows()}
     assert statuses[intent_id] == "failed"
     code, out = _cli(
         "resolve", intent_id, "--as", "alice", "--outcome", "confirmed", "--reason", "x", db=sqlite_url

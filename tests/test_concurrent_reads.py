@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from pathlib import Path
 
 from bot.core.world import AccountSnapshot, VenueSnapshot
@@ -62,7 +63,7 @@ async def test_a_hang_on_one_venue_does_not_hold_back_a_top_up_on_another(tmp_pa
     assert result.observed["bybit-main"] is None
     assert result.states["bybit-main"].value == "stale"
     assert [o.status.value for o in result.outcomes if o.status is not None] == ["submitted"]
-    assert {i["venue"] for i in w.store.intent_rows()} == {"okx-main"}
+    assert {i.venue for i in w.store.intents.rows()} == {"okx-main"}
 
 
 async def test_reads_run_at_once(tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ async def test_data_older_than_the_limit_at_decision_time_is_never_acted_on(tmp_
     result = await w.bot.cycle()
     assert result.observed["okx-main"] is None
     assert result.states["okx-main"].value == "stale"
-    assert w.store.intent_rows() == []
+    assert w.store.intents.rows() == []
     assert any(a.kind == "stale" and a.venue == "okx-main" for a in result.decision.alerts)
 
 
@@ -96,3 +97,48 @@ async def test_a_cycle_that_overruns_names_its_slowest_read(tmp_path: Path) -> N
     w.bot.observer = Observer([], [], w.bot.clock, deadline_seconds=5.0)
     quiet = await w.bot.cycle()
     assert not any(a.kind == "cycle_overrun" for a in quiet.raised)
+
+
+class SlowLookups:
+    """A transfer port whose lookups take `delay` seconds and find nothing yet."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def submit(self, req: object) -> object:
+        raise AssertionError("reconciliation never sends")
+
+    async def lookup(self, req: object) -> None:
+        await asyncio.sleep(self.delay)
+
+
+async def test_reconciliation_looks_transfers_up_at_once(tmp_path: Path) -> None:
+    """Three transfers in flight whose venues take 0.3 s each to answer: looked up together in about 0.3 s."""
+    from bot.core.actions import IntentStatus, TransferKind
+    from bot.core.world import IntentView
+    from bot.engine.reconcile import Reconciler
+
+    w = await _bot(tmp_path, {}, deadline=1.0)
+    routes = w.bot.routes
+    name = next(iter(routes))
+    views = [
+        IntentView(
+            f"{k:032x}",
+            TransferKind.TOPUP,
+            "okx-main",
+            name,
+            "USDT",
+            Decimal(1000),
+            Decimal(0),
+            Decimal(1000),
+            IntentStatus.SUBMITTED,
+            time.time(),
+            True,
+        )
+        for k in range(3)
+    ]
+    rec = Reconciler(w.store, SlowLookups(0.3), routes, lag_seconds=600, desk="t")  # type: ignore[arg-type]
+    t0 = time.perf_counter()
+    found = await rec.run(views, time.time())
+    assert time.perf_counter() - t0 < 0.7
+    assert [f.classified for f in found] == [False, False, False]  # absent, still inside the venue's lag

@@ -111,7 +111,7 @@ class TreasuryMachine(RuleBasedStateMachine):
 
     # --- what the bot does --------------------------------------------------------------------------------
     def _cycle(self) -> None:
-        known = {r["id"] for r in self.store.intent_rows()}
+        known = {r.id for r in self.store.intents.rows()}
         effects_before = len(self.x.effects)
         self.clock.advance(5)
         self.x.advance()
@@ -119,16 +119,14 @@ class TreasuryMachine(RuleBasedStateMachine):
             self.loop.run_until_complete(self.wired.bot.cycle())
         except SimulatedCrash:
             self.restart()
-        rows = self.store.intent_rows()
+        rows = self.store.intents.rows()
         # an intent still unknown after the cycle was unknown when the cycle decided (reconciliation runs first):
         # nothing newer may have been opened on its route
-        unknown = [r for r in rows if r["status"] == IntentStatus.UNKNOWN.value]
-        for n in (r for r in rows if r["id"] not in known):
+        unknown = [r for r in rows if r.status == IntentStatus.UNKNOWN.value]
+        for n in (r for r in rows if r.id not in known):
             for u in unknown:
-                if u["route"] == n["route"] and u["id"] != n["id"] and u["created_at"] < n["created_at"]:
-                    self.violations.append(
-                        f"intent {n['id']} opened on {n['route']} while {u['id']} was unknown"
-                    )
+                if u.route == n.route and u.id != n.id and u.created_at < n.created_at:
+                    self.violations.append(f"intent {n.id} opened on {n.route} while {u.id} was unknown")
         if self.halted and len(self.x.effects) != effects_before:
             self.violations.append("money moved while halted")
 
@@ -168,7 +166,7 @@ class TreasuryMachine(RuleBasedStateMachine):
     def at_most_one_effect_per_intent(self) -> None:
         counts = Counter(self.x.effects)
         assert all(n == 1 for n in counts.values()), counts
-        ids = {r["id"] for r in self.store.intent_rows()}
+        ids = {r.id for r in self.store.intents.rows()}
         assert set(counts) <= ids
 
     @invariant()
@@ -186,9 +184,9 @@ class TreasuryMachine(RuleBasedStateMachine):
     @invariant()
     def route_limits_hold(self) -> None:
         spent: dict[str, Decimal] = {}
-        for r in self.store.intent_rows():
-            if IntentStatus(r["status"]) in SPENT_STATUSES and r["created_at"] > self.clock.now() - 86_400:
-                spent[r["route"]] = spent.get(r["route"], Decimal(0)) + r["amount"]
+        for r in self.store.intents.rows():
+            if IntentStatus(r.status) in SPENT_STATUSES and r.created_at > self.clock.now() - 86_400:
+                spent[r.route] = spent.get(r.route, Decimal(0)) + r.amount
         for name, amount in spent.items():
             assert amount <= ROUTES[name].daily_limit, (name, amount)
 
@@ -229,6 +227,6 @@ def test_a_need_that_grows_while_a_transfer_is_unknown_does_not_reuse_its_route(
         m.trader_withdraws(venue="binance-pm", share=Decimal("0.3"))  # more is needed within the lag
         m.no_violation_seen()
         m.at_most_one_effect_per_intent()
-        assert [r["status"] for r in m.store.intent_rows()] == ["unknown"]
+        assert [r.status for r in m.store.intents.rows()] == ["unknown"]
     finally:
         m.teardown()

@@ -13,6 +13,7 @@ from bot.core.lifecycle import IntentEvent, intent_after
 from bot.engine.clock import SimClock
 from bot.store import audit as chain
 from bot.store.db import make_engine
+from bot.store.intents import IntentRepo
 from bot.store.repo import Store
 from bot.venues.base import TransferReceipt, TransferRequest
 from bot.venues.paper import PaperExchange, PaperTransfers
@@ -25,18 +26,27 @@ class CrashingStore(Store):
     def __init__(self, engine: Any, point: str, **kw: Any) -> None:
         super().__init__(engine, **kw)
         self.point = point
+        self.intents = CrashingIntents(self, point)
 
-    def create_intent(self, action: Any, **kw: Any) -> bool:
-        created = super().create_intent(action, **kw)
+
+class CrashingIntents(IntentRepo):
+    """The intents of a `CrashingStore`."""
+
+    def __init__(self, store: Store, point: str) -> None:
+        super().__init__(store)
+        self.point = point
+
+    def create(self, action: Any, **kw: Any) -> bool:
+        created = super().create(action, **kw)
         if self.point == "after intent insert":
             raise SimulatedCrash(self.point)
         return created
 
-    def transition_intent(self, intent_id: str, event: IntentEvent, **kw: Any) -> Any:
+    def transition(self, intent_id: str, event: IntentEvent, **kw: Any) -> Any:
         status = intent_after(kw["expected"], event)
         if self.point == "after response, before the result commit" and status is IntentStatus.SUBMITTED:
             raise SimulatedCrash(self.point)
-        done = super().transition_intent(intent_id, event, **kw)
+        done = super().transition(intent_id, event, **kw)
         if (self.point == "after the result commit" and status is IntentStatus.SUBMITTED) or (
             self.point == "after the confirmation commit" and status is IntentStatus.CONFIRMED
         ):
@@ -104,9 +114,9 @@ async def test_a_crash_at_any_step_moves_the_money_at_most_once(point: str, sqli
     effects = Counter(exchange.effects)
     assert len(effects) == 1, f"{point}: transfers made {list(effects.elements())}"
     assert max(effects.values()) == 1
-    rows = w2.store.intent_rows()
-    assert [r["status"] for r in rows if r["status"] == "confirmed"] == ["confirmed"]
-    assert all(r["status"] in ("confirmed", "failed") for r in rows)
+    rows = w2.store.intents.rows()
+    assert [r.status for r in rows if r.status == "confirmed"] == ["confirmed"]
+    assert all(r.status in ("confirmed", "failed") for r in rows)
     assert exchange.total_collateral("USDT") + exchange.fees_paid.get("USDT", 0) == before
     assert chain.verify(w2.store.engine).ok
     assert w2.bot.gate_open
@@ -144,7 +154,7 @@ async def test_a_crash_after_the_approval_is_consumed_sends_it_once(sqlite_url: 
     """Quorum reached, then the bot dies before sending: the next process sends it, once."""
     import time
 
-    from bot.engine.voting import cast_vote, oldest_pending
+    from bot.service.approvals import cast_vote, oldest_pending
 
     s = paper_settings(okx_usdt=500_000)
     clock = SimClock(time.time())

@@ -91,7 +91,7 @@ async def test_a_confirmed_top_up_restores_the_target_buffer(sqlite_url: str) ->
     f = second.observed["okx-main"]
     assert f is not None
     assert 1 - f.utilization >= 0.30 - 1e-9
-    assert [r["status"] for r in w.store.intent_rows()] == ["confirmed"]
+    assert [r.status for r in w.store.intents.rows()] == ["confirmed"]
     assert w.bot.states["okx-main"].value == "healthy"
 
 
@@ -108,7 +108,7 @@ async def test_a_timeout_after_the_effect_is_unknown_never_resent_and_reconciled
     second = await w.bot.cycle()
     assert second.outcomes == ()  # the need is covered by the transfer of unknown outcome: nothing new
     assert len(w.exchange.transfers) == 1
-    assert [r["status"] for r in w.store.intent_rows()] == ["submitted"]
+    assert [r.status for r in w.store.intents.rows()] == ["submitted"]
 
 
 async def test_a_refused_transfer_fails_and_its_route_cools_down(sqlite_url: str) -> None:
@@ -122,7 +122,7 @@ async def test_a_refused_transfer_fails_and_its_route_cools_down(sqlite_url: str
     assert w.exchange.transfers == {}
     clock.advance(5)
     second = await w.bot.cycle()
-    routes = [r["route"] for r in w.store.intent_rows() if r["status"] == "submitted"]
+    routes = [r.route for r in w.store.intents.rows() if r.status == "submitted"]
     assert routes == ["buffer-to-okx"]
     assert len(second.outcomes) == 1
 
@@ -175,10 +175,10 @@ async def test_an_unanswered_approval_request_expires(sqlite_url: str) -> None:
     assert w.bot.states["okx-main"].value == "awaiting_approval"
     clock.advance(30 * 60 + 1)
     await w.bot.cycle()
-    rows = w.store.intent_rows()
-    assert rows[0]["status"] == "expired"
+    rows = w.store.intents.rows()
+    assert rows[0].status == "expired"
     assert w.exchange.transfers == {} or all(
-        t.req.client_id != rows[0]["id"] for t in w.exchange.transfers.values()
+        t.req.client_id != rows[0].id for t in w.exchange.transfers.values()
     )
 
 

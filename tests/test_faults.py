@@ -13,6 +13,8 @@ from bot.core.actions import IntentStatus
 from bot.engine.clock import SimClock
 from bot.engine.killswitch import HALT, KillSwitch
 from bot.store.db import make_engine
+from bot.store.flags import FlagRepo
+from bot.store.intents import IntentRepo
 from bot.store.repo import Store
 from bot.store.tables import notifications
 from bot.venues.paper import PaperTransfers
@@ -22,7 +24,7 @@ ROUTE = "okx-funding-to-okx"
 
 
 def _statuses(store: Store) -> list[tuple[str, str]]:
-    return [(r["route"], r["status"]) for r in store.intent_rows()]
+    return [(r.route, r.status) for r in store.intents.rows()]
 
 
 async def _step(w: Any, clock: SimClock, seconds: float = 5) -> Any:
@@ -131,9 +133,15 @@ async def test_halt_is_honoured_within_one_cycle_and_resume_lifts_it(sqlite_url:
     assert [o.status for o in resumed.outcomes] == [IntentStatus.SUBMITTED]
 
 
-class BrokenFlagsStore(Store):
-    def flags_with_prefix(self, prefix: str) -> dict[str, str]:
+class BrokenFlags(FlagRepo):
+    def with_prefix(self, prefix: str) -> dict[str, str]:
         raise RuntimeError("disk I/O error")
+
+
+class BrokenFlagsStore(Store):
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.flags = BrokenFlags(self)
 
 
 async def test_a_kill_switch_that_cannot_be_read_halts(sqlite_url: str) -> None:
@@ -145,7 +153,7 @@ async def test_a_kill_switch_that_cannot_be_read_halts(sqlite_url: str) -> None:
     result = await w.bot.cycle()
     assert result.outcomes == ()
     assert w.bot.states["okx-main"].value == "halted"
-    reason = json.loads(store.get_flag(HALT) or "{}")["reason"]
+    reason = json.loads(store.flags.get(HALT) or "{}")["reason"]
     assert reason.startswith("fail-closed: reading the kill switch raised RuntimeError")
 
 
@@ -162,18 +170,24 @@ async def test_risk_checks_that_raise_halt_the_bot(sqlite_url: str) -> None:
     w.bot.policy = dataclasses.replace(w.bot.policy, venues=BrokenPolicy(w.bot.policy.venues))
     result = await w.bot.cycle()
     assert result.outcomes == ()
-    assert "fail-closed: the risk checks raised ZeroDivisionError" in (w.store.get_flag(HALT) or "")
+    assert "fail-closed: the risk checks raised ZeroDivisionError" in (w.store.flags.get(HALT) or "")
     w2 = await make_bot(paper_settings(), sqlite_url, clock, exchange=w.exchange)
     again = await _step(w2, clock)
     assert again.outcomes == ()
     assert w2.bot.states["okx-main"].value == "halted"
 
 
-class BrokenStatusStore(Store):
-    def transition_intent(self, *a: Any, **kw: Any) -> Any:
+class BrokenStatusIntents(IntentRepo):
+    def transition(self, *a: Any, **kw: Any) -> Any:
         if (kw.get("data") or {}).get("reconciled"):
             raise RuntimeError("constraint failed")
-        return super().transition_intent(*a, **kw)
+        return super().transition(*a, **kw)
+
+
+class BrokenStatusStore(Store):
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.intents = BrokenStatusIntents(self)
 
 
 async def test_reconciliation_that_raises_halts_the_bot(sqlite_url: str) -> None:
@@ -187,7 +201,7 @@ async def test_reconciliation_that_raises_halts_the_bot(sqlite_url: str) -> None
     w.exchange.advance()  # the transfer settles: reconciling it will try to record "confirmed"
     result = await w.bot.cycle()
     assert result.outcomes == ()
-    assert "fail-closed: reconciliation raised RuntimeError" in (store.get_flag(HALT) or "")
+    assert "fail-closed: reconciliation raised RuntimeError" in (store.flags.get(HALT) or "")
 
 
 async def test_a_liquidation_while_the_bot_was_down_is_found_at_start(sqlite_url: str) -> None:
@@ -207,7 +221,7 @@ async def test_a_liquidation_while_the_bot_was_down_is_found_at_start(sqlite_url
     assert w2.bot.states["okx-main"].value == "halted"
     assert w2.bot.states["bybit-main"].value != "halted"
     assert result.outcomes == ()
-    flag = json.loads(w2.store.get_flag(f"{HALT}:okx-main") or "{}")
+    flag = json.loads(w2.store.flags.get(f"{HALT}:okx-main") or "{}")
     assert "positions changed while the bot was down" in flag["reason"]
     with w2.store.engine.connect() as conn:
         assert any(

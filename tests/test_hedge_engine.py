@@ -26,7 +26,9 @@ from bot.errors import IntegrityError, OrderRefused
 from bot.settings import Settings, load_settings, settings_from_dict
 from bot.store import audit as chain
 from bot.store.db import make_engine
+from bot.store.orders import OrderRepo
 from bot.store.repo import Store
+from bot.store.rows import OrderRow
 from bot.store.tables import notifications
 from bot.venues.base import OrderReceipt, OrderRequest
 from bot.venues.paper import PaperOrders
@@ -75,8 +77,8 @@ def _ledgers_match_venues(w: Wired) -> None:
             assert owned == pytest.approx(_venue_qty(w, inst.venue, inst.symbol), abs=1e-9), inst.key
 
 
-def _rows(store: Store) -> list[dict[str, Any]]:
-    return store.order_rows()
+def _rows(store: Store) -> list[OrderRow]:
+    return store.orders.rows()
 
 
 def _audit(store: Store) -> list[dict[str, Any]]:
@@ -127,9 +129,19 @@ class CrashAfterFill(Store):
 
     armed = False
 
-    def transition_order(self, order_id: str, event: OrderEvent, **kw: Any) -> Any:
-        done = super().transition_order(order_id, event, **kw)
-        if self.armed and done == Applied(OrderStatus.FILLED):
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.orders = _CrashAfterFillOrders(self)
+
+
+class _CrashAfterFillOrders(OrderRepo):
+    def __init__(self, store: CrashAfterFill) -> None:
+        super().__init__(store)
+        self.owner = store
+
+    def transition(self, order_id: str, event: OrderEvent, **kw: Any) -> Any:
+        done = super().transition(order_id, event, **kw)
+        if self.owner.armed and done == Applied(OrderStatus.FILLED):
             raise SimulatedCrash("after the fill commit")
         return done
 
@@ -154,10 +166,10 @@ async def test_a_fill_whose_answer_is_lost_is_unknown_then_adopted_once(db_url: 
     first = await w.bot.cycle()
     (lost,) = first.orders
     assert lost.status is OrderStatus.UNKNOWN
-    assert [r["status"] for r in _rows(w.store)] == ["unknown"]
+    assert [r.status for r in _rows(w.store)] == ["unknown"]
     assert w.bot.hedger.states["btc-options"].holdings == {}  # nothing counted on a guess
     await _step(w, clock)
-    assert [(r["id"], r["status"]) for r in _rows(w.store)] == [(lost.order.id, "filled")]
+    assert [(r.id, r.status) for r in _rows(w.store)] == [(lost.order.id, "filled")]
     assert Counter(w.exchange.matching.fills) == Counter({lost.order.id: 1})
     assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(-40.0)
     assert _venue_qty(w, *BTC_OKX) == pytest.approx(-40.0)
@@ -188,11 +200,11 @@ async def test_a_partial_fill_whose_answer_is_lost_is_adopted_as_partial(db_url:
     (lost,) = first.orders
     assert lost.status is OrderStatus.UNKNOWN
     await _step(w, clock)
-    row = next(r for r in _rows(w.store) if r["id"] == lost.order.id)
-    assert row["status"] == "partially_filled"
-    assert Decimal(0) < row["filled"] < row["qty"]
+    row = next(r for r in _rows(w.store) if r.id == lost.order.id)
+    assert row.status == "partially_filled"
+    assert Decimal(0) < row.filled < row.qty
     assert Counter(w.exchange.matching.fills)[lost.order.id] == 1
-    okx_fills = sum(float(r["filled"] or 0) for r in _rows(w.store) if r["venue"] == "okx-main")
+    okx_fills = sum(float(r.filled or 0) for r in _rows(w.store) if r.venue == "okx-main")
     assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(_venue_qty(w, *BTC_OKX))
     assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(-okx_fills)  # each fill counted once
 
@@ -209,7 +221,7 @@ async def test_a_fill_seen_before_its_lookup_finds_it_is_counted_once(sqlite_url
     for _ in range(2):
         result = await _step(w, clock)
         assert result.orders == ()
-        assert [r["status"] for r in _rows(w.store)] == ["unknown"]
+        assert [r.status for r in _rows(w.store)] == ["unknown"]
     lookup.hidden = False
     raised = [a.kind for _ in range(3) for a in (await _step(w, clock)).raised]
     assert Counter(w.exchange.matching.fills)[lost.order.id] == 1
@@ -229,11 +241,11 @@ async def test_a_5xx_is_unknown_then_failed_only_after_the_lag(db_url: str) -> N
     while clock.now() + 5 - START < LAG:
         result = await _step(w, clock)
         assert result.orders == ()
-        assert [r["status"] for r in _rows(w.store)] == ["unknown"]
+        assert [r.status for r in _rows(w.store)] == ["unknown"]
     result = await _step(w, clock)
     assert clock.now() - START == LAG
-    rows = {r["id"]: r for r in _rows(w.store)}
-    assert rows[lost.order.id]["status"] == "failed"
+    rows = {r.id: r for r in _rows(w.store)}
+    assert rows[lost.order.id].status == "failed"
     (retry,) = result.orders
     assert retry.order.id != lost.order.id
     assert retry.status is OrderStatus.FILLED
@@ -250,7 +262,7 @@ async def test_a_static_program_retries_a_hedge_that_failed(sqlite_url: str) -> 
     await w.bot.cycle()
     for _ in range(16):
         await _step(w, clock)
-    assert [r["status"] for r in _rows(w.store)].count("failed") == 1
+    assert [r.status for r in _rows(w.store)].count("failed") == 1
     assert _holding(w, "btc-treasury", "binance-pm", "BTC/USDC:USDC") == pytest.approx(-12.0)
 
 
@@ -266,17 +278,17 @@ async def test_a_crash_at_the_venue_call_gates_every_move_until_the_order_is_rec
     clock = SimClock(START)
     w = await _crash_at_the_venue_call(s, db_url, clock, after=after)
     (crashed,) = _rows(w.store)
-    assert crashed["status"] == "approved"
+    assert crashed.status == "approved"
     clock.advance(5)
     w.exchange.advance()
     w2 = await make_bot(s, db_url, clock, exchange=w.exchange)
-    kinds = [a["kind"] for a in _audit(w2.store) if a["data"].get("id") == crashed["id"]]
+    kinds = [a["kind"] for a in _audit(w2.store) if a["data"].get("id") == crashed.id]
     if after:  # the startup lookup found the fill: adopted before any cycle
         assert kinds == ["order.created", "order.unknown", "order.filled"]
         assert w2.bot.gate_open
     else:
         assert kinds == ["order.created", "order.unknown"]
-        transfers = len(w2.store.intent_rows())
+        transfers = len(w2.store.intents.rows())
         w.exchange.freeze("binance-pm", 3600)
         w.exchange.set_margin_factor("binance-pm", 1.7)  # m ≈ 82%: de-risk is due, but held by the gate
         while clock.now() - START < LAG:  # not found, but within the venue's consistency lag
@@ -286,18 +298,18 @@ async def test_a_crash_at_the_venue_call_gates_every_move_until_the_order_is_rec
             assert ("startup_gate", "*", None) in w2.bot.alerts.active
             clock.advance(5)
             w.exchange.advance()
-        assert len(w2.store.intent_rows()) == transfers  # no transfer either while the gate was shut
+        assert len(w2.store.intents.rows()) == transfers  # no transfer either while the gate was shut
         result = await w2.bot.cycle()
         assert w2.bot.gate_open
         reasons = {o.order.reason for o in result.orders}  # the programs trade again, with new intents
         assert reasons == {OrderReason.REBALANCE, OrderReason.DERISK}
-        assert {r["id"]: r["status"] for r in _rows(w2.store)}[crashed["id"]] == "failed"
+        assert {r.id: r.status for r in _rows(w2.store)}[crashed.id] == "failed"
     for _ in range(3):
         await _step(w2, clock)
     fills = Counter(w.exchange.matching.fills)
     assert max(fills.values()) == 1
-    assert fills[crashed["id"]] == (1 if after else 0)
-    assert not w2.store.flags_with_prefix("ctl:halt")
+    assert fills[crashed.id] == (1 if after else 0)
+    assert not w2.store.flags.with_prefix("ctl:halt")
     _ledgers_match_venues(w2)
 
 
@@ -310,13 +322,13 @@ async def test_a_resolve_elsewhere_does_not_open_the_gate_on_unknown_orders(sqli
     w.exchange.advance()
     w2 = await make_bot(s, sqlite_url, clock, exchange=w.exchange)
     assert not w2.bot.gate_open
-    transfers = len(w2.store.intent_rows())
+    transfers = len(w2.store.intents.rows())
     w2.bot.kill.mark_intents_changed(clock.now(), by="alice", intent_id="some-other-intent")
     result = await _step(w2, clock)
-    assert [r["status"] for r in _rows(w2.store)] == ["unknown"]
+    assert [r.status for r in _rows(w2.store)] == ["unknown"]
     assert not w2.bot.gate_open
     assert result.outcomes == ()
-    assert len(w2.store.intent_rows()) == transfers
+    assert len(w2.store.intents.rows()) == transfers
 
 
 @pytest.mark.parametrize("later", [False, True], ids=["first cycle", "later cycle"])
@@ -344,7 +356,7 @@ async def test_a_crash_right_after_a_fill_does_not_halt_the_venue_after_restart(
         assert all(a.kind != "hedge_holding" for a in result.raised)
         clock.advance(5)
         w.exchange.advance()
-    assert w2.store.flags_with_prefix("ctl:halt") == {}
+    assert w2.store.flags.with_prefix("ctl:halt") == {}
     assert not any(a["kind"] == "halt" for a in _audit(w2.store))
     assert max(Counter(w.exchange.matching.fills).values()) == 1
     _ledgers_match_venues(w2)
@@ -362,7 +374,7 @@ async def test_a_liquidation_while_down_is_noticed_on_a_venue_that_started_flat(
     w.exchange._liquidate(book, clock.now(), w.exchange.figures(book).equity)
     w2 = await make_bot(s, sqlite_url, clock, exchange=w.exchange)
     await _step(w2, clock)
-    assert "ctl:halt:okx-main" in w2.store.flags_with_prefix("ctl:halt")
+    assert "ctl:halt:okx-main" in w2.store.flags.with_prefix("ctl:halt")
     for name in ("btc-options", "eth-inventory"):  # their okx hedges are gone; the backup may carry them now
         assert not any(k.startswith("okx-main|") for k in w2.bot.hedger.states[name].holdings)
     assert w2.bot.hedger.states["btc-options"].holdings == {"bybit-main|BTC/USDT:USDT": -40.0}
@@ -392,13 +404,13 @@ async def test_the_same_order_intent_twice_has_one_row_and_one_effect(db_url: st
     (first,) = await w.bot.hedger.send((a,), clock.now())
     assert first.status is OrderStatus.FILLED
     assert await w.bot.hedger.send((a,), clock.now()) == []
-    assert [r["id"] for r in _rows(w.store)] == [a.intent_id]
+    assert [r.id for r in _rows(w.store)] == [a.intent_id]
     assert w.exchange.matching.fills == [a.intent_id]
     assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(-1.5)
     bigger = dataclasses.replace(a, qty=Decimal("3"))
     assert bigger.intent_id == a.intent_id
     with pytest.raises(IntegrityError, match="different parameters"):
-        w.store.create_order(bigger, clock.now())
+        w.store.orders.create(bigger, clock.now())
     req = OrderRequest(a.intent_id, a.venue, a.symbol, a.side, Decimal("3"), False)
     with pytest.raises(OrderRefused, match="reused with different parameters"):
         w.exchange.matching.place(req)
@@ -431,12 +443,12 @@ async def test_a_program_over_its_max_loss_is_stopped_unwound_and_stays_stopped(
     w, clock, s = await _stopped_by_max_loss(db_url)
     assert w.bot.hedger.states["btc-options"].holdings == {}
     assert _venue_qty(w, *BTC_OKX) == 0.0
-    (row,) = w.store.hedge_rows()
-    assert row["stopped"] is True
-    assert "max_loss_usd" in row["stop_reason"]
+    (row,) = w.store.ledgers.rows()
+    assert row.stopped is True
+    assert "max_loss_usd" in row.stop_reason
     assert any("btc-options STOPPED" in t for t in _critical(w.store, "hedge_stopped"))
-    stops = [r for r in _rows(w.store) if r["reason"] == "stop"]
-    assert [(r["side"], r["reduce_only"], r["status"]) for r in stops] == [("buy", True, "filled")]
+    stops = [r for r in _rows(w.store) if r.reason == "stop"]
+    assert [(r.side, r.reduce_only, r.status) for r in stops] == [("buy", True, "filled")]
     for _ in range(3):  # the exposure is now -10 BTC, outside the band: a running program would trade
         assert (await _step(w, clock)).orders == ()
     w2 = await make_bot(s, db_url, clock, exchange=w.exchange)
@@ -475,14 +487,14 @@ async def test_a_resume_after_a_funding_drag_stop_hedges_again(db_url: str) -> N
     result = await _step(w, clock)
     assert any(a["kind"] == "hedge.resumed" and a["data"]["by"] == "alice" for a in _audit(w.store))
     assert not w.bot.hedger.states["eth-inventory"].stopped
-    assert w.store.hedge_rows()[0]["stopped"] is False
+    assert w.store.ledgers.rows()[0].stopped is False
     assert result.orders  # it may split over both venues when a sweep left okx-main less headroom
     assert {(o.order.reason, o.status) for o in result.orders} == {
         (OrderReason.REBALANCE, OrderStatus.FILLED)
     }
     assert sum(w.bot.hedger.states["eth-inventory"].holdings.values()) == pytest.approx(-1500.0)
     _ledgers_match_venues(w)
-    assert w.store.flags_with_prefix("ctl:resume-hedge") == {}
+    assert w.store.flags.with_prefix("ctl:resume-hedge") == {}
 
 
 class Raising:
@@ -507,8 +519,8 @@ async def test_a_strategy_that_raises_stops_only_its_program(
     assert {o.order.program for o in result.orders} == {"eth-inventory", "btc-treasury"}
     assert all(o.status is OrderStatus.FILLED for o in result.orders)
     assert result.outcomes  # the treasury's transfers went out in the same cycle
-    assert w.store.flags_with_prefix("ctl:halt") == {}
-    stopped = {r["name"]: r["stopped"] for r in w.store.hedge_rows()}
+    assert w.store.flags.with_prefix("ctl:halt") == {}
+    stopped = {r.name: r.stopped for r in w.store.ledgers.rows()}
     assert stopped == {"btc-options": True, "eth-inventory": False, "btc-treasury": False}
     assert (await _step(w, clock)).orders == ()
 
@@ -558,9 +570,9 @@ async def test_a_venue_at_its_derisk_level_gets_reduce_only_orders_and_the_ledge
     assert derisk
     assert all(o.order.program is None and o.order.reduce_only for o in derisk)
     assert all(o.status is OrderStatus.FILLED and o.order.venue == "binance-pm" for o in derisk)
-    rows = [r for r in _rows(w.store) if r["reason"] == "derisk"]
+    rows = [r for r in _rows(w.store) if r.reason == "derisk"]
     assert len(rows) == len(derisk)
-    assert all(r["program"] is None for r in rows)
+    assert all(r.program is None for r in rows)
     assert any(a.kind == "derisk_orders" for a in result.raised)
     assert x.figures(book).mm_ratio < 0.50
     assert not x.liquidations
@@ -589,9 +601,9 @@ async def test_an_external_liquidation_takes_the_holdings_off_the_programs_there
     assert alerted == {"hedge:btc-options", "hedge:eth-inventory"}
     reduced = {a["data"]["program"] for a in _audit(w.store) if a["kind"] == "hedge.holding_reduced"}
     assert reduced == {"btc-options", "eth-inventory"}
-    stored = {r["name"]: r["state"] for r in w.store.hedge_rows()}
+    stored = {r.name: r.state for r in w.store.ledgers.rows()}
     assert '"holdings":{}' in stored["btc-options"]
-    assert w.store.flags_with_prefix("ctl:halt:") == {}  # seen while running: not a 'while down' halt
+    assert w.store.flags.with_prefix("ctl:halt:") == {}  # seen while running: not a 'while down' halt
 
 
 def _second_btc_program(exposure: float) -> Any:
@@ -658,20 +670,20 @@ async def test_every_order_is_audited_as_created_before_its_result_and_the_chain
     w.exchange.market.shock("BTC", 0.25)  # btc-options stops and unwinds
     await _step(w, clock)
     rows = _rows(w.store)
-    assert {r["status"] for r in rows} >= {"filled", "failed"}
-    assert any(r["reason"] == "stop" for r in rows)
+    assert {r.status for r in rows} >= {"filled", "failed"}
+    assert any(r.reason == "stop" for r in rows)
     trail = _audit(w.store)
     unknown: list[str] = []
     for r in rows:
         mine = [
             (a["seq"], a["kind"])
             for a in trail
-            if a["kind"].startswith("order.") and a["data"].get("id") == r["id"]
+            if a["kind"].startswith("order.") and a["data"].get("id") == r.id
         ]
-        assert mine[0][1] == "order.created", r["id"]
+        assert mine[0][1] == "order.created", r.id
         assert [k for _, k in mine].count("order.created") == 1
-        assert len(mine) >= 2, f"{r['id']} has no result record"
-        assert mine[-1][1] == f"order.{r['status']}"
+        assert len(mine) >= 2, f"{r.id} has no result record"
+        assert mine[-1][1] == f"order.{r.status}"
         unknown.extend(k for _, k in mine if k == "order.unknown")
     assert len(unknown) == 2  # the lost answer and the 502, each looked up before its final record
     assert chain.verify(w.store.engine).ok

@@ -49,7 +49,7 @@ async def test_an_acknowledged_order_without_status_is_never_failed_for_not_bein
     assert o.status is OrderStatus.UNKNOWN
     for _ in range(30):  # 150 s: well past the lag
         await _step(w, clock)
-    assert [r["status"] for r in _rows(w.store)] == ["unknown"]
+    assert [r.status for r in _rows(w.store)] == ["unknown"]
     assert _venue_qty(w, *BTC_OKX) == pytest.approx(-40.0)  # one hedge, not two
 
 
@@ -92,7 +92,7 @@ async def test_a_person_resolving_an_unknown_order_opens_the_gate_and_the_ledger
     w.bot.kill.poll_seconds = 0
     await _step(w, clock)
     await _step(w, clock)
-    assert [r["status"] for r in _rows(w.store)] == ["filled"]
+    assert [r.status for r in _rows(w.store)] == ["filled"]
     assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(-40.0)
     assert _venue_qty(w, *BTC_OKX) == pytest.approx(-40.0)
     assert w.bot.gate_open
@@ -171,7 +171,7 @@ async def test_a_resume_requested_while_the_bot_was_down_is_applied_at_start(sql
     assert not st.stopped
     assert st.loss_base > 20_000
     assert st.holdings  # hedged again
-    assert "ctl:resume-hedge:btc-options" not in w2.store.flags_with_prefix("ctl:")
+    assert "ctl:resume-hedge:btc-options" not in w2.store.flags.with_prefix("ctl:")
 
 
 def test_an_exposure_event_at_step_zero_runs(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import IntentStatus, TransferAction
 from bot.core.approvals import Allowed, Vote
@@ -19,8 +20,8 @@ from bot.engine.clock import SimClock
 from bot.errors import InvalidTransition, StoreMissing
 from bot.store import audit as chain
 from bot.store.db import make_engine, upgrade
-from bot.store.orders import LedgerUpdate
-from bot.store.repo import ApprovalSpec, Note, Store
+from bot.store.repo import Store
+from bot.store.rows import ApprovalSpec, LedgerUpdate, Note
 from bot.store.tables import hedges, notifications
 from tests.harness import START, make_bot, paper_settings
 from tests.test_store import T0, _action, _create, _intent_row
@@ -44,7 +45,7 @@ def _counts(engine: Engine) -> tuple[int, int]:
 def _unknown(store: Store) -> str:
     a = _action()
     assert _create(store, a)
-    lost = store.transition_intent(
+    lost = store.intents.transition(
         a.intent_id, IntentEvent.OUTCOME_LOST, expected=IntentStatus.APPROVED, ts=T0 + 1, venue="okx-main"
     )
     assert lost == Applied(IntentStatus.UNKNOWN)
@@ -56,7 +57,7 @@ def test_a_stale_expected_status_loses_and_writes_nothing(engine: Engine) -> Non
     row, the audit trail and the outbox are as the person left them."""
     store = Store(engine)
     intent_id = _unknown(store)
-    resolved = store.transition_intent(
+    resolved = store.intents.transition(
         intent_id,
         IntentEvent.RESOLVED_FAILED,
         expected=IntentStatus.UNKNOWN,
@@ -67,7 +68,7 @@ def test_a_stale_expected_status_loses_and_writes_nothing(engine: Engine) -> Non
     )
     assert resolved == Applied(IntentStatus.FAILED)
     before = _counts(engine)
-    stale = store.transition_intent(
+    stale = store.intents.transition(
         intent_id,
         IntentEvent.FOUND_PENDING,
         expected=IntentStatus.UNKNOWN,
@@ -92,7 +93,7 @@ def test_a_stale_expected_status_loses_and_writes_nothing(engine: Engine) -> Non
 def test_a_missing_intent_is_lost_with_no_status(engine: Engine) -> None:
     """A transition of an id the store does not hold writes nothing and says so."""
     store = Store(engine)
-    assert store.transition_intent(
+    assert store.intents.transition(
         "f" * 32, IntentEvent.SENT, expected=IntentStatus.APPROVED, ts=T0, venue="okx-main"
     ) == Lost(None)
     assert chain.verify(engine).records == 0
@@ -104,7 +105,7 @@ def test_an_event_the_table_lacks_raises_before_any_write(engine: Engine) -> Non
     intent_id = _unknown(store)
     before = _counts(engine)
     with pytest.raises(InvalidTransition, match="unknown -> sent"):
-        store.transition_intent(intent_id, IntentEvent.SENT, expected=IntentStatus.UNKNOWN, ts=T0 + 2)
+        store.intents.transition(intent_id, IntentEvent.SENT, expected=IntentStatus.UNKNOWN, ts=T0 + 2)
     with pytest.raises(InvalidTransition):
         _create(store, _action(leg=1), status=IntentStatus.SUBMITTED)
     assert _counts(engine) == before
@@ -123,14 +124,16 @@ def test_an_expiry_after_a_quorum_loses_and_the_approval_stands(engine: Engine) 
     store = Store(engine)
     intent_id = _pending(store)
     params = _intent_row(engine, intent_id).params_hash
-    result, _ = store.vote(intent_id, Vote("alice", True, params, True), T0 + 5, notes_for=lambda r, q: [])
+    result, _ = store.approvals.vote(
+        intent_id, Vote("alice", True, params, True), T0 + 5, notes_for=lambda r, q: []
+    )
     assert getattr(result, "status", None) == "approved"
-    expired = store.transition_intent(
+    expired = store.intents.transition(
         intent_id, IntentEvent.EXPIRED, expected=IntentStatus.PENDING_APPROVAL, ts=T0 + 600
     )
     assert expired == Lost(IntentStatus.APPROVED)
-    assert store.approval_rows()[0]["status"] == "approved"
-    assert store.get_intent(intent_id).status is IntentStatus.APPROVED  # type: ignore[union-attr]
+    assert store.approvals.rows()[0].status == "approved"
+    assert store.intents.get(intent_id).status is IntentStatus.APPROVED  # type: ignore[union-attr]
 
 
 def test_a_vote_after_a_withdrawal_is_refused(engine: Engine) -> None:
@@ -138,15 +141,17 @@ def test_a_vote_after_a_withdrawal_is_refused(engine: Engine) -> None:
     store = Store(engine)
     intent_id = _pending(store)
     params = _intent_row(engine, intent_id).params_hash
-    withdrawn = store.transition_intent(
+    withdrawn = store.intents.transition(
         intent_id, IntentEvent.WITHDRAWN, expected=IntentStatus.PENDING_APPROVAL, ts=T0 + 5
     )
     assert withdrawn == Applied(IntentStatus.EXPIRED)
-    assert store.approval_rows()[0]["status"] == "expired"
-    result, _ = store.vote(intent_id, Vote("alice", True, params, True), T0 + 6, notes_for=lambda r, q: [])
+    assert store.approvals.rows()[0].status == "expired"
+    result, _ = store.approvals.vote(
+        intent_id, Vote("alice", True, params, True), T0 + 6, notes_for=lambda r, q: []
+    )
     assert type(result).__name__ == "Refused"
     assert list(chain.rows(engine))[-1]["kind"] == "approval.refused"
-    assert store.get_intent(intent_id).status is IntentStatus.EXPIRED  # type: ignore[union-attr]
+    assert store.intents.get(intent_id).status is IntentStatus.EXPIRED  # type: ignore[union-attr]
 
 
 def test_an_approved_intent_resolved_meanwhile_is_not_marked_for_sending(engine: Engine) -> None:
@@ -154,12 +159,12 @@ def test_an_approved_intent_resolved_meanwhile_is_not_marked_for_sending(engine:
     store = Store(engine)
     intent_id = _pending(store)
     params = _intent_row(engine, intent_id).params_hash
-    store.vote(intent_id, Vote("alice", True, params, True), T0 + 5, notes_for=lambda r, q: [])
-    resolved = store.transition_intent(
+    store.approvals.vote(intent_id, Vote("alice", True, params, True), T0 + 5, notes_for=lambda r, q: [])
+    resolved = store.intents.transition(
         intent_id, IntentEvent.RESOLVED_FAILED, expected=IntentStatus.APPROVED, ts=T0 + 6
     )
     assert resolved == Applied(IntentStatus.FAILED)
-    assert store.mark_sending(intent_id, T0 + 7) is False
+    assert store.intents.mark_sending(intent_id, T0 + 7) is False
     assert _intent_row(engine, intent_id).sending_at is None
 
 
@@ -178,7 +183,7 @@ def _order(store: Store) -> OrderAction:
         est_price=60_000.0,
         est_slippage_bps=1.0,
     )
-    assert store.create_order(a, T0)
+    assert store.orders.create(a, T0)
     return a
 
 
@@ -191,10 +196,10 @@ def test_an_order_fill_that_lost_its_race_is_never_counted(engine: Engine) -> No
     fill's effects (ledger, expected positions) are not even computed."""
     store = Store(engine)
     a = _order(store)
-    assert store.transition_order(
+    assert store.orders.transition(
         a.intent_id, OrderEvent.OUTCOME_LOST, expected=OrderStatus.APPROVED, ts=T0 + 1, venue="okx-main"
     ) == Applied(OrderStatus.UNKNOWN)
-    assert store.transition_order(
+    assert store.orders.transition(
         a.intent_id, OrderEvent.RESOLVED_FAILED, expected=OrderStatus.UNKNOWN, ts=T0 + 2, venue="okx-main"
     ) == Applied(OrderStatus.FAILED)
     before = _counts(engine)
@@ -204,7 +209,7 @@ def test_an_order_fill_that_lost_its_race_is_never_counted(engine: Engine) -> No
         called.append("effects")
         return [_ledger("btc-options")], "[]"
 
-    stale = store.transition_order(
+    stale = store.orders.transition(
         a.intent_id,
         OrderEvent.FILLED,
         expected=OrderStatus.UNKNOWN,
@@ -217,9 +222,9 @@ def test_an_order_fill_that_lost_its_race_is_never_counted(engine: Engine) -> No
     assert stale == Lost(OrderStatus.FAILED)
     assert called == []
     assert _counts(engine) == before
-    row = store.order_row(a.intent_id)
+    row = store.orders.row(a.intent_id)
     assert row is not None
-    assert (row["status"], row["filled"]) == ("failed", None)
+    assert (row.status, row.filled) == ("failed", None)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(hedges)).scalar_one() == 0
 
@@ -228,7 +233,7 @@ def test_an_order_fill_is_recorded_with_its_effects(engine: Engine) -> None:
     """An applied fill commits the ledger its effects return, with an order.<to> record (from, to, event)."""
     store = Store(engine)
     a = _order(store)
-    done = store.transition_order(
+    done = store.orders.transition(
         a.intent_id,
         OrderEvent.FILLED,
         expected=OrderStatus.APPROVED,
@@ -239,7 +244,7 @@ def test_an_order_fill_is_recorded_with_its_effects(engine: Engine) -> None:
         effects=lambda: ([_ledger("btc-options")], None),
     )
     assert done == Applied(OrderStatus.FILLED)
-    assert store.ledgers() == {"btc-options": json.dumps({"h": 1})}
+    assert store.ledgers.states() == {"btc-options": json.dumps({"h": 1})}
     kinds = [(r["kind"], r["data"].get("from"), r["data"].get("event")) for r in chain.rows(engine)]
     assert kinds == [
         ("order.created", None, None),
@@ -247,7 +252,85 @@ def test_an_order_fill_is_recorded_with_its_effects(engine: Engine) -> None:
         ("hedge.ledger", None, None),
     ]
     with pytest.raises(InvalidTransition, match="filled -> filled"):
-        store.transition_order(a.intent_id, OrderEvent.FILLED, expected=OrderStatus.FILLED, ts=T0, venue="x")
+        store.orders.transition(a.intent_id, OrderEvent.FILLED, expected=OrderStatus.FILLED, ts=T0, venue="x")
+
+
+# --- one unit of work across repositories --------------------------------------------------------------------
+def test_a_fill_whose_ledger_cannot_be_written_leaves_the_order_as_it_was(engine: Engine) -> None:
+    """The order's result, its ledger and the venue's expected positions share one transaction: when the
+    ledger write fails after the order row and its audit record, none of them is kept."""
+    store = Store(engine)
+    a = _order(store)
+    before = _counts(engine)
+    bad = LedgerUpdate("btc-options", None, 0.0, 0.0, 1.0, 0.0, False, "")  # type: ignore[arg-type]
+    with pytest.raises(SAIntegrityError):  # NOT NULL
+        store.orders.transition(
+            a.intent_id,
+            OrderEvent.FILLED,
+            expected=OrderStatus.APPROVED,
+            ts=T0 + 1,
+            venue="okx-main",
+            filled=Decimal(40),
+            avg_price=60_000.0,
+            effects=lambda: ([bad], "[]"),
+        )
+    row = store.orders.row(a.intent_id)
+    assert row is not None
+    assert (row.status, row.filled) == (OrderStatus.APPROVED, None)
+    assert store.ledgers.states() == {}
+    assert store.figures.positions() == {}
+    assert _counts(engine) == before
+    assert chain.verify(engine).ok
+
+
+def _ledger_and_positions(store: Store, *, die: bool) -> None:
+    with store.transaction() as tx:
+        store.ledgers.put(tx, _ledger("btc-options"), T0)
+        store.figures.expect_positions(tx, "okx-main", "[]", T0)
+        tx.audit(T0, "test.both", {}, None)
+        if die:
+            raise RuntimeError("the process dies before the commit")
+
+
+def test_repositories_share_one_transaction(engine: Engine) -> None:
+    """Writes of two repositories inside `store.transaction()` commit together, or roll back together."""
+    store = Store(engine)
+    with pytest.raises(RuntimeError):
+        _ledger_and_positions(store, die=True)
+    assert (store.ledgers.states(), store.figures.positions(), store.audit.count()) == ({}, {}, 0)
+    _ledger_and_positions(store, die=False)
+    assert (list(store.ledgers.states()), store.figures.positions(), store.audit.count()) == (
+        ["btc-options"],
+        {"okx-main": "[]"},
+        1,
+    )
+
+
+def test_reads_return_typed_rows(engine: Engine) -> None:
+    """Rows come back typed: statuses as their enums, money as Decimal, an approval's lists as tuples."""
+    store = Store(engine)
+    spec = ApprovalSpec(quorum=2, eligible=("alice", "bob"), reason="large", expires_at=T0 + 60)
+    a = _action()
+    assert _create(store, a, status=IntentStatus.PENDING_APPROVAL, automatic=False, approval=spec)
+    (intent,) = store.intents.rows()
+    assert (intent.status, intent.kind, intent.amount) == (IntentStatus.PENDING_APPROVAL, a.kind, a.amount)
+    assert isinstance(intent.amount, Decimal)
+    (request,) = store.approvals.rows()
+    assert (request.eligible, request.approvers, request.status) == (("alice", "bob"), (), "pending")
+    assert store.approvals.get(a.intent_id) == request
+    o = _order(store)
+    (order,) = store.orders.rows()
+    assert (order.id, order.status, order.reason, order.qty) == (
+        o.intent_id,
+        OrderStatus.APPROVED,
+        OrderReason.REBALANCE,
+        Decimal(40),
+    )
+    assert store.ids_starting(a.intent_id[:6]) == {
+        "approval": [a.intent_id],
+        "intent": [a.intent_id],
+        "order": [],
+    }
 
 
 # --- break-glass as data -------------------------------------------------------------------------------------
@@ -257,7 +340,7 @@ def test_break_glass_is_a_column_not_the_verdict_text(engine: Engine) -> None:
     assert _create(store, _action(leg=0), verdict="break-glass: at the de-risk level", break_glass=True)
     assert _create(store, _action(leg=1), verdict="break-glass in the text only")
     assert _create(store, _action(leg=2), verdict="within auto limit", break_glass=True)
-    flags = {i.id: i.break_glass for i in store.load_intents(0)}
+    flags = {i.id: i.break_glass for i in store.intents.load(0)}
     assert sorted(flags.values()) == [False, True, True]
     assert flags[_action(leg=1).intent_id] is False
 
@@ -278,7 +361,7 @@ def test_an_older_store_gets_the_column_once_with_its_old_flags(db_url: str) -> 
     _old_store(db_url)
     eng = make_engine(db_url)  # the bot's open (create): upgrades
     try:
-        flags = {i.id: i.break_glass for i in Store(eng).load_intents(0)}
+        flags = {i.id: i.break_glass for i in Store(eng).intents.load(0)}
         assert flags == {_action(leg=0).intent_id: True, _action(leg=1).intent_id: False}
         assert upgrade(eng) == []  # idempotent
         assert chain.verify(eng).ok
@@ -291,7 +374,7 @@ def test_a_command_that_writes_upgrades_an_older_store(db_url: str) -> None:
     _old_store(db_url)
     eng = make_engine(db_url, create=False)
     try:
-        flags = {i.id: i.break_glass for i in Store(eng).load_intents(0)}
+        flags = {i.id: i.break_glass for i in Store(eng).intents.load(0)}
         assert flags == {_action(leg=0).intent_id: True, _action(leg=1).intent_id: False}
     finally:
         eng.dispose()
@@ -334,4 +417,4 @@ async def test_the_executor_stores_break_glass_from_the_verdict_flag(sqlite_url:
     assert out.status is IntentStatus.SUBMITTED
     assert out.view is not None
     assert out.view.break_glass is True
-    assert w.store.get_intent(action.intent_id).break_glass is True  # type: ignore[union-attr]
+    assert w.store.intents.get(action.intent_id).break_glass is True  # type: ignore[union-attr]

@@ -221,11 +221,11 @@ async def test_a_rate_limited_transfer_is_recorded_as_not_sent(sqlite_url: str) 
     wired.bot.executor.transfers = port  # type: ignore[assignment]
     clock.advance(5)
     await wired.bot.cycle()
-    rows = wired.store.intent_rows()
+    rows = wired.store.intents.rows()
     assert port.calls >= 1
     assert rows
-    assert all(r["status"] == "failed" for r in rows)
-    assert "429" in (rows[0]["error"] or "")
+    assert all(r.status == "failed" for r in rows)
+    assert "429" in (rows[0].error or "")
 
 
 def test_a_route_without_client_ids_carries_one_open_move_at_a_time() -> None:

@@ -266,7 +266,7 @@ async def test_notifier_token_never_appears_in_logs_across_a_bot_cycle(
         clock.advance(30)
 
     assert failing_receiver.seen, "the notifier was called (and carried the token, in its auth header)"
-    assert store.intent_rows(), "the top-up ran"
+    assert store.intents.rows(), "the top-up ran"
     captured = capsys.readouterr()
     assert "notification delivery failed" in captured.err, "the failure was logged"
     assert TOKEN not in captured.err

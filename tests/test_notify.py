@@ -24,7 +24,8 @@ from bot.engine.clock import SimClock
 from bot.notify import MAX_ATTEMPTS, AppriseSender, OutboxWorker, note
 from bot.settings import Settings, settings_from_dict
 from bot.store.db import make_engine
-from bot.store.repo import Note, Store
+from bot.store.repo import Store
+from bot.store.rows import Note
 from bot.store.tables import notifications
 
 from .conftest import PAPER
@@ -152,7 +153,7 @@ def outbox(store: Store) -> list[dict[str, Any]]:
 
 
 def enqueue(store: Store, ts: float, *notes_: Any) -> None:
-    store.record(ts, [], list(notes_))
+    store.audit.record(ts, [], list(notes_))
 
 
 def utilization_note(message: str = "okx-main: utilization 85.0% ≥ alert 80.0%") -> Note:
@@ -393,8 +394,8 @@ async def test_bot_tops_up_despite_broken_notifier_then_delivers_when_it_recover
     submitted = [o for o in result.outcomes if o.status is not None]
     assert len(submitted) == 1
     assert submitted[0].status.value == "submitted"
-    intents = store.intent_rows()
-    assert [(i["route"], i["status"]) for i in intents] == [("okx-funding-to-okx", "submitted")]
+    intents = store.intents.rows()
+    assert [(i.route, i.status) for i in intents] == [("okx-funding-to-okx", "submitted")]
     assert wired.exchange.accounts["okx-funding"]["USDT"] < funding_before
     assert len(wired.exchange.transfers) == 1
 
@@ -404,7 +405,7 @@ async def test_bot_tops_up_despite_broken_notifier_then_delivers_when_it_recover
     started = time.monotonic()
     await bot.cycle()
     assert time.monotonic() - started < timeout / 2
-    assert len(store.intent_rows()) == 1  # no second top-up for the same need
+    assert len(store.intents.rows()) == 1  # no second top-up for the same need
 
     await bot.close()  # waits for the background flush to give up
     rows = outbox(store)
@@ -444,7 +445,7 @@ async def test_bot_without_notifier_urls_keeps_notes_in_the_outbox(sqlite_url: s
     await wired.bot.start()
     await wired.bot.cycle()
     await wired.bot.close()
-    assert store.intent_rows()[0]["status"] == "submitted"
+    assert store.intents.rows()[0].status == "submitted"
     assert outbox(store)
     assert all(r["status"] == "pending" and r["attempts"] == 0 for r in outbox(store))
     store.engine.dispose()
@@ -492,7 +493,7 @@ async def test_standing_alert_is_notified_once_repeated_after_repeat_minutes_and
     assert first["created_at"] == T0
     assert "okx-main: utilization 75.0% ≥ alert 70.0%" in first["title"]
     assert "desk=treasury venue=okx-main asset=- severity=warning kind=utilization" in first["body"]
-    assert not store.intent_rows()  # the alert stands without any money moving
+    assert not store.intents.rows()  # the alert stands without any money moving
 
     await run_until(T0 + repeat)  # the cycle at exactly repeat_minutes repeats it
     assert [r["created_at"] for r in notes_()] == [T0, T0 + repeat]

@@ -145,24 +145,24 @@ class OrderMachine(RuleBasedStateMachine):
         """One cycle; False when the process died in it. Records orders created while the bot was halted, and
         orders created for a program (or, de-risking, on a venue) whose earlier order was of unknown outcome."""
         store = self.store
-        halted = store.get_flag("ctl:halt") is not None
-        known = {r["id"] for r in store.order_rows()}
+        halted = store.flags.get("ctl:halt") is not None
+        known = {r.id for r in store.orders.rows()}
         try:
             self._run(_step(self.w, self.clock, seconds))
             ok = True
         except SimulatedCrash:
             ok = False
-        rows = store.order_rows()
-        new = [r for r in rows if r["id"] not in known]
+        rows = store.orders.rows()
+        new = [r for r in rows if r.id not in known]
         # still unknown after the cycle: it was unknown when the cycle planned (reconciliation runs first)
-        unknown = [r for r in rows if r["status"] == "unknown"]
+        unknown = [r for r in rows if r.status == "unknown"]
         for n in new:
-            if halted and not n["reduce_only"]:
-                self.halted_orders.append(f"order {n['id']} ({n['reason']}) created while halted")
+            if halted and not n.reduce_only:
+                self.halted_orders.append(f"order {n.id} ({n.reason}) created while halted")
             for u in unknown:
-                same = n["program"] == u["program"] if n["program"] else n["venue"] == u["venue"]
-                if same and u["created_at"] < n["created_at"]:
-                    self.orders_over_unknown.append(f"order {n['id']} created while {u['id']} was unknown")
+                same = n.program == u.program if n.program else n.venue == u.venue
+                if same and u.created_at < n.created_at:
+                    self.orders_over_unknown.append(f"order {n.id} created while {u.id} was unknown")
         self.cycled = ok
         return ok
 
@@ -263,18 +263,18 @@ class OrderMachine(RuleBasedStateMachine):
         """The process stops between cycles and is rebuilt from the database; the exchange carries on."""
         self._restart()
 
-    @precondition(lambda self: self.store.get_flag("ctl:halt") is None)
+    @precondition(lambda self: self.store.flags.get("ctl:halt") is None)
     @rule()
     def halt(self) -> None:
         """A person halts the whole bot."""
         self.w.bot.kill.halt(self.clock.now(), by="dana", reason="order machine")
 
-    @precondition(lambda self: bool(self.store.flags_with_prefix("ctl:halt")))
+    @precondition(lambda self: bool(self.store.flags.with_prefix("ctl:halt")))
     @rule()
     def resume(self) -> None:
         """A person resumes the whole bot and every venue the bot halted by itself."""
         kill = self.w.bot.kill
-        for key in self.store.flags_with_prefix("ctl:halt"):
+        for key in self.store.flags.with_prefix("ctl:halt"):
             venue = key[len("ctl:halt:") :] if key.startswith("ctl:halt:") else None
             kill.resume(self.clock.now(), by="alice", venue=venue)
 
@@ -284,13 +284,13 @@ class OrderMachine(RuleBasedStateMachine):
         """No client order id traded twice, and each one that traded is a recorded order intent."""
         fills = Counter(self.x.matching.fills)
         assert all(n == 1 for n in fills.values()), fills
-        ids = {r["id"] for r in self.store.order_rows()}
+        ids = {r.id for r in self.store.orders.rows()}
         assert set(fills) <= ids, set(fills) - ids
 
     @invariant()
     def intent_before_effect(self) -> None:
         """Every order the venue has seen has an order row."""
-        ids = {r["id"] for r in self.store.order_rows()}
+        ids = {r.id for r in self.store.orders.rows()}
         seen = set(self.x.matching.orders)
         assert seen <= ids, seen - ids
 
@@ -328,7 +328,7 @@ class OrderMachine(RuleBasedStateMachine):
     def nothing_left_approved_after_a_cycle(self) -> None:
         """Once a cycle has completed in a running process no order row is still `approved`."""
         if self.cycled:
-            left = [r["id"] for r in self.store.order_rows() if r["status"] == "approved"]
+            left = [r.id for r in self.store.orders.rows() if r.status == "approved"]
             assert not left, left
 
 
@@ -391,9 +391,9 @@ def test_a_crash_at_the_order_call_does_not_halt_the_venue_when_its_history_lags
         m.crash_at_the_order_call(after=True)
         m.price_moves(asset="BTC", pct=0.03)  # btc-options rebalances on okx-main; the process dies there
         m.time_passes(seconds=5.0)  # the fill is adopted
-        assert [r["status"] for r in m.store.order_rows()].count("unknown") == 0
+        assert [r.status for r in m.store.orders.rows()].count("unknown") == 0
         m.ledgers_match_venues_when_nothing_is_unknown()
-        assert not m.store.flags_with_prefix("ctl:halt")
+        assert not m.store.flags.with_prefix("ctl:halt")
     finally:
         m.teardown()
 
@@ -452,7 +452,7 @@ def test_a_liquidation_held_back_by_an_unknown_order_survives_a_restart() -> Non
         m.time_passes(seconds=20.0)  # the order fails at the lag; the liquidation reaches the ledger
         assert not m.w.bot.hedger.open
         m.ledgers_match_venues_when_nothing_is_unknown()
-        assert m.store.flags_with_prefix("ctl:halt:okx-main")
+        assert m.store.flags.with_prefix("ctl:halt:okx-main")
         m.time_passes(seconds=5.0)
         m.ledgers_match_venues_when_nothing_is_unknown()
     finally:

@@ -1,6 +1,6 @@
 """Property: a person's `resolve` and the bot's reconciliation race on the same unknown intent.
 
-The person reads the intent (as `marginbot resolve` does) and writes it through `bot.engine.resolution`, each at
+The person reads the intent (as `marginbot resolve` does) and writes it through `bot.service.resolutions`, each at
 one of three points around the bot's reconciling cycle: before it, while the bot awaits the venue's lookup (it
 has read the intent already), or after it. Whatever the interleaving and whatever the venue answers, the first
 committed decision stands: the loser gets `Lost` and writes nothing, every recorded transition starts where the
@@ -34,9 +34,10 @@ from bot.core.lifecycle import RESOLUTIONS, Applied, IntentEvent, Lost, resolvab
 from bot.core.world import IntentView
 from bot.engine.clock import SimClock
 from bot.engine.killswitch import INTENTS
-from bot.engine.resolution import resolve_intent, resolve_order
+from bot.service.resolutions import resolve_intent, resolve_order
 from bot.store import audit as chain
 from bot.store.db import make_engine
+from bot.store.intents import IntentRepo
 from bot.store.repo import Store
 from bot.store.tables import notifications
 from bot.venues.base import OrderReceipt, OrderRequest, TransferReceipt, TransferRequest, TransferState
@@ -82,13 +83,13 @@ class Person:
     store_had: IntentStatus | None = None  # what the store held when she wrote
 
     def read(self) -> None:
-        self.seen = self.store.get_intent(self.intent_id)
+        self.seen = self.store.intents.get(self.intent_id)
 
     def write(self, now: float) -> None:
         assert self.seen is not None
         if not resolvable(self.seen.status):  # the command refuses a decided intent (exit 1), nothing written
             return
-        current = self.store.get_intent(self.intent_id)
+        current = self.store.intents.get(self.intent_id)
         self.store_had = None if current is None else current.status
         self.result = resolve_intent(
             self.store, self.seen, self.outcome, by="alice", reason="checked", now=now, desk="t"
@@ -105,7 +106,7 @@ async def _race(tmp: str, answer: str, outcome: str, read_at: int, write_at: int
     else:
         w.exchange.timeout_after_effect(ROUTE, 1)  # done at the venue, the answer lost
     await w.bot.cycle()
-    (intent_id,) = [r["id"] for r in w.store.intent_rows() if r["status"] == "unknown"]
+    (intent_id,) = [r.id for r in w.store.intents.rows() if r.status == "unknown"]
     if answer == "failed":
         w.exchange.transfers[intent_id].state = TransferState.FAILED
     elif answer == "ambiguous":
@@ -145,7 +146,7 @@ def _check(w: Any, person: Person, intent_id: str) -> None:
     ]
     # every transition starts where the previous one ended: nothing was overwritten
     assert [d.get("from") for d in records[1:]] == [d["status"] for d in records[:-1]], records
-    final = w.store.get_intent(intent_id).status.value
+    final = w.store.intents.get(intent_id).status.value
     assert records[-1]["status"] == final
     # decided once, and that first decision stands
     decisions = [d for d in records if d["status"] in DECIDED]
@@ -211,7 +212,7 @@ async def test_an_order_resolved_during_its_lookup_is_booked_once(sqlite_url: st
     (lost,) = (await w.bot.cycle()).orders
     assert lost.status is OrderStatus.UNKNOWN
     person = Store(make_engine(sqlite_url, create=False), config_hash=s.config_hash)
-    seen = person.get_order(lost.order.id)
+    seen = person.orders.get(lost.order.id)
     assert seen is not None
     results: list[Any] = []
 
@@ -239,7 +240,7 @@ async def test_an_order_resolved_during_its_lookup_is_booked_once(sqlite_url: st
     await _step(w, clock)
     await _step(w, clock)
     assert results == [Applied(OrderStatus.FILLED)]
-    assert [r["status"] for r in _rows(w.store)] == ["filled"]
+    assert [r.status for r in _rows(w.store)] == ["filled"]
     assert _holding(w, "btc-options", *BTC_OKX) == pytest.approx(-40.0)  # once, not twice
     assert _venue_qty(w, *BTC_OKX) == pytest.approx(-40.0)
     kinds = [
@@ -262,12 +263,18 @@ class ReconciledFirst(Store):
 
     bot_store: Store
 
-    def transition_intent(self, intent_id: str, event: IntentEvent, **kw: Any) -> Any:
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.intents = _ReconciledFirstIntents(self)
+
+
+class _ReconciledFirstIntents(IntentRepo):
+    def transition(self, intent_id: str, event: IntentEvent, **kw: Any) -> Any:
         if event in RESOLUTIONS:
-            self.bot_store.transition_intent(
+            ReconciledFirst.bot_store.intents.transition(
                 intent_id, IntentEvent.FOUND_PENDING, expected=IntentStatus.UNKNOWN, ts=START + 10
             )
-        return super().transition_intent(intent_id, event, **kw)
+        return super().transition(intent_id, event, **kw)
 
 
 async def test_the_command_line_says_a_lost_resolve_changed_meanwhile(
@@ -278,7 +285,7 @@ async def test_the_command_line_says_a_lost_resolve_changed_meanwhile(
     w = await make_bot(s, sqlite_url, SimClock(START))
     w.exchange.timeout_after_effect(ROUTE, 1)
     await w.bot.cycle()
-    (intent_id,) = [r["id"] for r in w.store.intent_rows() if r["status"] == "unknown"]
+    (intent_id,) = [r.id for r in w.store.intents.rows() if r.status == "unknown"]
     ReconciledFirst.bot_store = w.store
     monkeypatch.setattr("bot.app.Store", ReconciledFirst)
     monkeypatch.setenv("MARGINBOT_APPROVER_SECRET", "paper-alice")
@@ -286,9 +293,9 @@ async def test_the_command_line_says_a_lost_resolve_changed_meanwhile(
     result = CliRunner().invoke(app, [*args, "--config", str(PAPER), "--db", sqlite_url])
     assert result.exit_code == 1, result.output
     assert f"intent {intent_id} is now submitted, changed meanwhile; nothing was written" in result.output
-    assert w.store.get_intent(intent_id).status is IntentStatus.SUBMITTED  # type: ignore[union-attr]
+    assert w.store.intents.get(intent_id).status is IntentStatus.SUBMITTED  # type: ignore[union-attr]
     assert not [r for r in chain.rows(w.store.engine) if r["data"].get("resolved_by")]
-    assert w.store.get_flag(INTENTS) is None  # the bot is not told to reload: nothing changed
+    assert w.store.flags.get(INTENTS) is None  # the bot is not told to reload: nothing changed
 
 
 @dataclass
@@ -317,7 +324,7 @@ async def test_a_send_result_after_a_resolve_is_kept_aside_and_paged(sqlite_url:
     results: list[Any] = []
 
     def alice(intent_id: str) -> None:
-        seen = person.get_intent(intent_id)
+        seen = person.intents.get(intent_id)
         assert seen is not None
         results.append(resolve_intent(person, seen, "failed", by="alice", reason="x", now=START, desk="t"))
 
@@ -326,7 +333,7 @@ async def test_a_send_result_after_a_resolve_is_kept_aside_and_paged(sqlite_url:
     (out,) = first.outcomes
     assert results == [Applied(IntentStatus.FAILED)]
     assert out.status is None  # nothing of the bot's was recorded
-    assert w.store.get_intent(out.intent_id).status is IntentStatus.FAILED  # type: ignore[union-attr]
+    assert w.store.intents.get(out.intent_id).status is IntentStatus.FAILED  # type: ignore[union-attr]
     assert (
         w.bot._intents[out.intent_id].status is IntentStatus.FAILED
     )  # the bot's cache took the store's word

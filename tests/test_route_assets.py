@@ -148,12 +148,12 @@ def test_run_tops_up_in_eth_by_value_end_to_end(tmp_path: Path) -> None:
         await wired.bot.cycle()
 
     asyncio.run(one())
-    rows = [r for r in store.intent_rows() if r["venue"] == "okx-main"]
-    assert [(r["route"], r["asset"]) for r in rows] == [("buffer-to-okx", "ETH")]
-    eth = rows[0]["amount"]
+    rows = [r for r in store.intents.rows() if r.venue == "okx-main"]
+    assert [(r.route, r.asset) for r in rows] == [("buffer-to-okx", "ETH")]
+    eth = rows[0].amount
     need = 0.9e6 / 0.7 - 1.1e6  # back to the 30% target
     assert Decimal(str(need / (3000 * 0.9))) <= eth - 1 < Decimal(str(need / (3000 * 0.9))) + 1
-    assert rows[0]["usd"] == (eth * 3000).quantize(Decimal("0.01"))
+    assert rows[0].usd == (eth * 3000).quantize(Decimal("0.01"))
 
 
 def test_the_shipped_configs_route_only_accepted_assets() -> None:

@@ -7,5 +7,5 @@ from bot.store.repo import Store
 def test_store_opens_on_each_database(db_url: str) -> None:
     """A fresh store on either database has an empty audit trail."""
     store = Store(make_engine(db_url))
-    assert store.audit_count() == 0
+    assert store.audit.count() == 0
     store.engine.dispose()

@@ -17,7 +17,8 @@ from bot.core.lifecycle import Applied, IntentEvent
 from bot.errors import IntegrityError
 from bot.store import audit as chain
 from bot.store.db import make_engine
-from bot.store.repo import ApprovalSpec, Note, Store
+from bot.store.repo import Store
+from bot.store.rows import ApprovalSpec, Note
 from bot.store.tables import approvals, audit, audit_head, intents, notifications
 from tests.conftest import wait_for_blocked_writers
 
@@ -61,7 +62,7 @@ def _create(store: Store, action: TransferAction, **kw: Any) -> bool:
         "ts": T0,
     }
     args.update(kw)
-    return store.create_intent(action, **args)
+    return store.intents.create(action, **args)
 
 
 def _count(engine: Engine, table: Any) -> int:
@@ -120,14 +121,14 @@ def test_create_intent_with_approval_writes_request(engine: Engine) -> None:
         quorum=2, eligible=("alice", "bob", "carol"), reason="above auto limit", expires_at=T0 + 1800
     )
     assert _create(store, a, status=IntentStatus.PENDING_APPROVAL, automatic=False, approval=spec)
-    (ap,) = store.approval_rows()
-    assert (ap["intent_id"], ap["status"], ap["quorum"], ap["params_hash"]) == (
+    (ap,) = store.approvals.rows()
+    assert (ap.intent_id, ap.status, ap.quorum, ap.params_hash) == (
         a.intent_id,
         "pending",
         2,
         a.params_hash,
     )
-    assert store.approval_expiries() == {a.intent_id: T0 + 1800}
+    assert store.approvals.expiries() == {a.intent_id: T0 + 1800}
     assert [r["kind"] for r in chain.rows(engine)] == ["intent.created", "approval.requested"]
 
 
@@ -179,7 +180,7 @@ def test_other_leg_is_a_separate_intent(engine: Engine) -> None:
 def test_audit_failure_rolls_back_the_intent(engine: Engine) -> None:
     """When the audit append fails inside create_intent, neither the intent nor its notifications are written."""
     store = Store(engine)
-    store.record(T0, [("bot.started", None, {"pid": 1}), ("venue.observed", "okx-main", {"u": 0.83})])
+    store.audit.record(T0, [("bot.started", None, {"pid": 1}), ("venue.observed", "okx-main", {"u": 0.83})])
     _step_head_back(engine)
     a = _action()
     with pytest.raises(IntegrityError):
@@ -193,10 +194,10 @@ def test_audit_failure_rolls_back_the_intent(engine: Engine) -> None:
 def test_audit_failure_rolls_back_the_approval(engine: Engine) -> None:
     """When the approval's audit append fails, the intent, the approval and the first record all roll back."""
     store = Store(engine)
-    store.record(T0, [("bot.started", None, {"pid": 1})])
+    store.audit.record(T0, [("bot.started", None, {"pid": 1})])
     a = _action()
     # make record 3 collide: head says 1 → intent.created is 2, approval.requested would be 3
-    store.record(T0, [("filler", None, {}), ("filler", None, {})])
+    store.audit.record(T0, [("filler", None, {}), ("filler", None, {})])
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_head SET seq = 1 WHERE id = 1"))
         conn.execute(text("DELETE FROM audit WHERE seq = 2"))
@@ -216,7 +217,7 @@ def test_audit_failure_rolls_back_a_status_change(engine: Engine) -> None:
     assert _create(store, a)
     _step_head_back(engine)
     with pytest.raises((IntegrityError, SAIntegrityError)):
-        store.transition_intent(
+        store.intents.transition(
             a.intent_id,
             IntentEvent.SENT,
             expected=IntentStatus.APPROVED,
@@ -231,10 +232,10 @@ def test_audit_failure_rolls_back_a_status_change(engine: Engine) -> None:
 def test_audit_failure_rolls_back_recorded_notes(engine: Engine) -> None:
     """When an audit append fails inside record, the notifications of that write are not queued."""
     store = Store(engine)
-    store.record(T0, [("bot.started", None, {"pid": 1})])
+    store.audit.record(T0, [("bot.started", None, {"pid": 1})])
     _step_head_back(engine)
     with pytest.raises((IntegrityError, SAIntegrityError)):
-        store.record(T0 + 1, [("alert", "okx-main", {"u": 0.83})], NOTES)
+        store.audit.record(T0 + 1, [("alert", "okx-main", {"u": 0.83})], NOTES)
     assert _count(engine, notifications) == 0
 
 
@@ -244,7 +245,7 @@ def test_transition_intent_records_the_transition(engine: Engine) -> None:
     store = Store(engine)
     a = _action()
     assert _create(store, a)
-    sent = store.transition_intent(
+    sent = store.intents.transition(
         a.intent_id,
         IntentEvent.SENT,
         expected=IntentStatus.APPROVED,
@@ -252,7 +253,7 @@ def test_transition_intent_records_the_transition(engine: Engine) -> None:
         venue="okx-main",
         venue_ref="okx-77",
     )
-    settled = store.transition_intent(
+    settled = store.intents.transition(
         a.intent_id,
         IntentEvent.VENUE_CONFIRMED,
         expected=IntentStatus.SUBMITTED,
@@ -300,7 +301,7 @@ def test_money_round_trips_exactly(engine: Engine, amount: Decimal) -> None:
     row = _intent_row(engine, a.intent_id)
     assert isinstance(row.amount, Decimal)
     assert (row.amount, row.fee, row.usd) == (amount, amount, amount)
-    (view,) = store.load_intents(since=T0 - 1)
+    (view,) = store.intents.load(since=T0 - 1)
     assert view.amount == amount
 
 
@@ -318,7 +319,7 @@ def test_whole_amount_reads_back_in_plain_notation(engine: Engine, amount: Decim
 def test_concurrent_duplicate_create_gives_one_intent(engine: Engine) -> None:
     """Two writers creating the same intent at once: one gets True, the other False, and nothing raises."""
     store = Store(engine)
-    store.record(T0, [("bot.started", None, {"pid": 1})])
+    store.audit.record(T0, [("bot.started", None, {"pid": 1})])
     a = _action()
     results: list[bool] = []
     errors: list[BaseException] = []
@@ -361,11 +362,11 @@ def test_outbox_keeps_notes_at_or_above_min_severity(
 ) -> None:
     """record queues only the notifications whose severity is at or above the store's min_severity."""
     store = Store(engine, min_severity=min_severity)
-    store.record(T0, [("alert", "okx-main", {"u": 0.83})], NOTES)
-    rows = store.due_notifications(T0)
-    assert [r["severity"] for r in rows] == kept
-    assert all(r["status"] == "pending" and r["attempts"] == 0 for r in rows)
-    assert store.audit_count() == 1
+    store.audit.record(T0, [("alert", "okx-main", {"u": 0.83})], NOTES)
+    rows = store.outbox.due(T0)
+    assert [r.severity for r in rows] == kept
+    assert all(r.status == "pending" and r.attempts == 0 for r in rows)
+    assert store.audit.count() == 1
 
 
 def test_create_intent_filters_notes_by_min_severity(engine: Engine) -> None:
@@ -373,13 +374,13 @@ def test_create_intent_filters_notes_by_min_severity(engine: Engine) -> None:
     store = Store(engine, min_severity="warning")
     a = _action()
     assert _create(store, a, notes=NOTES)
-    assert [r["severity"] for r in store.due_notifications(T0)] == ["warning", "critical"]
+    assert [r.severity for r in store.outbox.due(T0)] == ["warning", "critical"]
     assert _intent_row(engine, a.intent_id) is not None
 
 
 def test_notes_below_min_severity_write_no_outbox_rows(engine: Engine) -> None:
     """A write whose notes are all below min_severity leaves the outbox empty but still records its audit event."""
     store = Store(engine, min_severity="critical")
-    store.record(T0, [("alert", "okx-main", {"u": 0.81})], NOTES[:2])
-    assert store.notification_count() == 0
-    assert store.audit_count() == 1
+    store.audit.record(T0, [("alert", "okx-main", {"u": 0.81})], NOTES[:2])
+    assert store.outbox.count() == 0
+    assert store.audit.count() == 1

@@ -74,7 +74,7 @@ def test_a_store_written_before_marks_existed_counts_as_live(
     """A store with audit records but no mark (an older release's) is a live history: simulate refuses it."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     store = open_store(paper_settings, url)  # `create`: no mark, as an older release left it
-    store.record(time.time(), [("halt", None, {"by": "dana"})])
+    store.audit.record(time.time(), [("halt", None, {"by": "dana"})])
     store.engine.dispose()
     res = cli("simulate", str(SCENARIO), "--db", url)
     assert res.exit_code == 2
@@ -90,8 +90,8 @@ def test_simulated_notifications_are_never_due_and_run_refuses_the_store(
     res = cli("simulate", str(SCENARIO), "--db", url, "--json")
     assert res.exit_code == 0, res.output
     store = open_store(paper_settings, url, purpose="read")
-    assert store.notification_count() > 0
-    assert store.due_notifications(time.time() + 10**9) == []
+    assert store.outbox.count() > 0
+    assert store.outbox.due(time.time() + 10**9) == []
     assert mode_of(store)[0] == "simulation"
     statuses = {
         r[0] for r in store.engine.connect().exec_driver_sql("SELECT DISTINCT status FROM notifications")
@@ -133,7 +133,7 @@ def test_a_live_store_is_marked_live_and_a_rehearsal_may_not_write_into_it(
     _, url = live_store(tmp_path)
     store = open_store(paper_settings, url, purpose="read")
     assert mode_of(store)[0] == "live"
-    assert store.get_flag(MODE_FLAG) is not None
+    assert store.flags.get(MODE_FLAG) is not None
     store.engine.dispose()
     with pytest.raises(StoreMissing, match="a rehearsal never writes into it"):
         open_store(paper_settings, url, purpose="rehearsal")

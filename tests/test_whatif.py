@@ -91,8 +91,8 @@ async def test_hedge_orders_carry_their_projection_into_audit_and_notifications(
     created = [r for r in records if r["kind"] == "order.created"]
     assert created
     assert all(" → " in r["data"]["projected"] for r in created)
-    notes = wired.store.due_notifications(math.inf, limit=10_000)
-    assert any("projected" in str(n.get("detail") or "") + str(n) for n in notes)
+    notes = wired.store.outbox.due(math.inf, limit=10_000)
+    assert any("projected" in str(n) for n in notes)
 
 
 async def test_a_top_up_carries_utilization_before_and_after_into_audit_and_notification(
@@ -108,5 +108,5 @@ async def test_a_top_up_carries_utilization_before_and_after_into_audit_and_noti
     intents = [r for r in records if r["kind"].startswith("intent") and "utilization_before" in r["data"]]
     assert intents
     assert intents[0]["data"]["utilization_after"] < intents[0]["data"]["utilization_before"]
-    notes = [str(n) for n in wired.store.due_notifications(math.inf, limit=10_000)]
+    notes = [str(n) for n in wired.store.outbox.due(math.inf, limit=10_000)]
     assert any("okx-main" in n and " → " in n for n in notes)

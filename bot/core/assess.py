@@ -158,6 +158,16 @@ def sweepable_usd(f: Figures, vpol: VenuePolicy, target: float) -> float:
     return 0.0 if excess < SWEEP_MIN_FRACTION * f.equity else excess
 
 
+def is_quiet(f: Figures, vpol: VenuePolicy, band: Band) -> bool:
+    """A venue with nothing open, no reserved IM and these figures needs nothing from `decide`: its level is
+    ok (no alert), its buffer is not under the band's min (no top-up) and not over its max (no sweep). The
+    same comparisons `_assess` and `decide` make, so a quiet venue decides nothing (held by a property test).
+    """
+    if f.equity <= 0 or f.mm_ratio >= vpol.alert_mm_ratio or f.utilization >= vpol.alert_utilization:
+        return False
+    return 1.0 - f.im / f.equity >= band.min and not 1.0 - f.utilization > band.max
+
+
 def derisk_need(own: Figures, vpol: VenuePolicy, landing: float) -> bool:
     """m ≥ derisk_mm_ratio even with `landing` USD added to equity."""
     equity = own.equity + landing

@@ -132,7 +132,7 @@ class _Cycle:
         self.assessments: dict[str, Assessment] = {}
         self.auto_spent: Decimal | None = None  # computed when first needed: most cycles move nothing
         self.horizon = world.now + policy.derisk_wait_seconds
-        self.open_by_venue, self.last_move = _index(world.intents)
+        self.open_by_venue, self.last_move = index_intents(world.intents)
 
     def spent(self) -> Decimal:
         """Automatic moves in the rolling 24 h, this cycle's included."""
@@ -161,7 +161,9 @@ class _Cycle:
         )
 
 
-def _index(intents: tuple[IntentView, ...]) -> tuple[dict[str, list[IntentView]], dict[str, float]]:
+def index_intents(
+    intents: tuple[IntentView, ...],
+) -> tuple[dict[str, list[IntentView]], dict[str, float]]:
     """Open intents per venue (in order), and when collateral last arrived at (a settled top-up) or left
     (a sweep sent from) each venue."""
     open_by_venue: dict[str, list[IntentView]] = {}

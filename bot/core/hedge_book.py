@@ -20,6 +20,7 @@ from bot.core.hedge import HedgeSpec, exposure_delta, exposure_pnl
 
 DAY_SECONDS = 86_400.0
 HOUR_SECONDS = 3_600.0
+EPS = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,23 @@ class HedgeState:
     def resume(self, loss_now: float) -> HedgeState:
         """Resumed by a person: the loss limit counts from the cost now, the funding-drag window starts afresh."""
         return replace(self, stopped=False, stop_reason="", funding_charges=(), loss_base=loss_now)
+
+
+def scale_shared(
+    states: Mapping[str, HedgeState], key: str, before: float, after: float, price: float | None
+) -> dict[str, HedgeState]:
+    """The venue's position on `key` went from `before` to `after` (closed at `price`): the ledgers of the
+    programs that share it, shrunk pro rata (the PnL of what they lost realized). Only the changed ones."""
+    if abs(before) <= EPS or (abs(after) >= abs(before) and after * before > 0):
+        return {}  # nothing was there to shrink, or the venue's side did not shrink
+    factor = after / before if before != 0.0 and after * before > 0 else 0.0
+    out = {}
+    for name, st in states.items():
+        h = st.holdings.get(key, 0.0)
+        # the venue's side shrinks pro rata; a venue that holds nothing any more holds nothing for anyone
+        if abs(h) > EPS and (h * before > 0 or abs(after) <= EPS):
+            out[name] = st.scale_holding(key, factor, price)
+    return out
 
 
 def stop_reason(spec: HedgeSpec, state: HedgeState, cost: Cost, now: float) -> str | None:

@@ -1,7 +1,7 @@
 """The intent and order lifecycles as tables: INTENT_TRANSITIONS[(status, event)] -> status, and the same for orders.
 
 Events are named for what happened. The store applies a transition with compare-and-set on the status the caller
-read (`Store.transition_intent`, `Store.transition_order`): a row that no longer has that status is a lost race,
+read (`IntentRepo.transition`, `OrderRepo.transition`): a row that no longer has that status is a lost race,
 returned as `Lost(actual)`, never overwritten. A pair missing from a table raises `InvalidTransition`.
 
 Intents (transfers), from SPEC's `proposed → pending_approval → approved | rejected | expired → submitted →

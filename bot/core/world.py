@@ -15,9 +15,13 @@ from bot.core.policy import Regime, VenuePolicy
 DAY_SECONDS = 86_400.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class VenueSnapshot:
-    """One venue account as read at `ts` (epoch seconds): collateral, positions, marks, margin rules."""
+    """One venue account as read at `ts` (epoch seconds): collateral, positions, marks, margin rules.
+
+    Frozen; made once per venue per cycle, so its `__init__` fills the instance dict directly (the generated
+    one of a frozen dataclass calls `object.__setattr__` per field: ≈ 2 µs more per snapshot).
+    """
 
     venue: str
     ts: float
@@ -29,6 +33,31 @@ class VenueSnapshot:
     reported: Figures | None = None  # the venue's own figures, where it reports them (what it liquidates on)
     funding: Mapping[str, float] = field(default_factory=dict)  # symbol -> funding rate per 8 h
     own: Figures | None = None  # a live venue: our own computation beside `reported`, for the cross-check
+
+    def __init__(  # noqa: PLR0917 — the fields, in order, as the dataclass takes them
+        self,
+        venue: str,
+        ts: float,
+        collateral: Mapping[str, float],
+        positions: tuple[Position, ...],
+        prices: Mapping[str, float],
+        haircuts: Mapping[str, float],
+        params: MarginParams,
+        reported: Figures | None = None,
+        funding: Mapping[str, float] | None = None,
+        own: Figures | None = None,
+    ) -> None:
+        d = self.__dict__
+        d["venue"] = venue
+        d["ts"] = ts
+        d["collateral"] = collateral
+        d["positions"] = positions
+        d["prices"] = prices
+        d["haircuts"] = haircuts
+        d["params"] = params
+        d["reported"] = reported
+        d["funding"] = {} if funding is None else funding
+        d["own"] = own
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.core.decide import Alert
 from bot.notify import note
-from bot.store.repo import Note
+from bot.store.rows import Note
 
 _EXECUTOR_NOTIFIED = frozenset({"approval"})  # the executor's own notification carries the details
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from dataclasses import dataclass
 import structlog
 
 from bot.core.actions import OPEN_STATUSES, IntentStatus
-from bot.core.decide import Alert, Decision, decide
+from bot.core.assess import is_quiet, observed_figures
+from bot.core.decide import Alert, Decision, decide, index_intents
 from bot.core.derisk import plan_derisk
 from bot.core.fsm import VenueState
+from bot.core.gate import Gate, trading_gate
 from bot.core.lifecycle import IntentEvent, Lost
-from bot.core.margin import Figures
-from bot.core.policy import Regime
+from bot.core.margin import Figures, Position
+from bot.core.policy import Band, Regime, VenuePolicy
 from bot.core.whatif import with_effects
 from bot.core.world import DAY_SECONDS, AccountSnapshot, IntentView, Policy, VenueSnapshot, World
 from bot.engine.alerts import AlertBook, RaisedAlert
@@ -39,12 +42,14 @@ from bot.engine.orders import OrderOutcome
 from bot.engine.positions import PositionWatch
 from bot.engine.reconcile import Reconciler
 from bot.notify import OutboxWorker, note
-from bot.store.repo import Note, Store, VenueFigures
+from bot.store.repo import Store
+from bot.store.rows import Note, VenueFigures
 from bot.venues.base import AccountPort, TransferPort, VenuePort
 
 log = structlog.get_logger("marginbot.bot")
 
 _IN_FLIGHT = frozenset({IntentStatus.SUBMITTED, IntentStatus.UNKNOWN})
+_HEALTHY = VenueState.HEALTHY
 BOT = "marginbot"  # the name the bot uses when it sets the kill switch itself
 
 
@@ -57,6 +62,18 @@ class CycleResult:
     outcomes: tuple[Outcome, ...]
     raised: tuple[Alert, ...]
     orders: tuple[OrderOutcome, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Look:
+    """What one cycle read, and what follows from it before deciding."""
+
+    now: float  # decision time: after the last read
+    obs: Observation
+    changed: Mapping[str, tuple[str | None, str]]
+    halted_venues: frozenset[str]
+    gate: Gate
+    observed_at: float  # perf_counter at decision time (the bench's breach → intent figure starts here)
 
 
 _NOTHING = Decision((), (), (), (), {}, ())
@@ -113,6 +130,9 @@ class Bot:
         self.hedger = hedger
         self._intents: dict[str, IntentView] = {}
         self._intent_tuple: tuple[IntentView, ...] = ()
+        self._open = False  # any intent open (proposed … unknown): then no cycle is quiet
+        self._bands_of: dict[Regime, list[tuple[str, VenuePolicy, Band]]] = {}
+        self._last_move: dict[str, float] = {}  # venue -> when collateral last arrived or left
         self._in_flight: tuple[IntentView, ...] = ()
         self._expiries: dict[str, float] = {}
         self._unreconciled: set[str] = set()  # open intents not yet classified since start: the startup gate
@@ -132,10 +152,10 @@ class Bot:
     async def start(self) -> None:
         """Rebuild from the store: states, intents, approvals, positions; then reconcile every open intent."""
         now = self.clock.now()
-        stored = self.store.venue_states()
+        stored = self.store.figures.states()
         self.states = {v: VenueState(stored.get(v, VenueState.STALE.value)) for v in self.policy.venues}
         self.since = dict.fromkeys(self.policy.venues, now)
-        self.watch = PositionWatch(self.store.known_positions())
+        self.watch = PositionWatch(self.store.figures.positions())
         self._load_intents(now)
         if self.hedger is not None:
             self.hedger.watch = self.watch
@@ -181,7 +201,7 @@ class Bot:
     def set_regime(self, regime: Regime) -> None:
         if regime is not self.regime:
             now = self.clock.now()
-            self.store.record(
+            self.store.audit.record(
                 now,
                 [("regime.changed", None, {"from": self.regime.value, "to": regime.value})],
                 [note("warning", "regime", f"regime {self.regime.value} → {regime.value}", desk=self.desk)],
@@ -190,7 +210,28 @@ class Bot:
 
     # --- the cycle ---------------------------------------------------------------------------------------
     async def cycle(self) -> CycleResult:
-        now = started = self.clock.now()
+        """observe → decide → record intent → act → reconcile: one cycle, each phase a method below."""
+        started = self.clock.now()
+        controls, outcomes = await self._open_business(started)
+        venues_read = None
+        if self._may_be_quiet(controls):
+            venues_read = self.observer.venues_now()
+            quiet = self._quiet(self.clock.now(), venues_read)
+            if quiet is not None:
+                return quiet
+        look = await self._look(controls, venues_read)
+        hedge_plan, controls = await self._plan_hedges(look, controls)
+        world, decision = self._decide(look, controls, hedge_plan)
+        outcomes += await self._act(decision, look.now, look.observed_at)
+        order_outcomes, alerts = await self._orders(world, decision, look, hedge_plan)
+        raised = self._close(look, started, decision, alerts)
+        return CycleResult(
+            look.now, decision.observed, self.states, decision, tuple(outcomes), raised, tuple(order_outcomes)
+        )
+
+    async def _open_business(self, now: float) -> tuple[Controls, list[Outcome]]:
+        """Before reading the venues: the kill switch, what the venues say of moves in flight, expiries, and
+        what people approved since the last cycle."""
         if self.before_cycle is not None:
             self.before_cycle(now)
         controls = self._controls(now)
@@ -205,47 +246,63 @@ class Bot:
         outcomes: list[Outcome] = []
         if not controls.halted and not self._unreconciled:
             outcomes.extend(await self._send_approved(now, controls))
-        obs = self.last_observation = await self.observer.observe()
-        snapshots, accounts = obs.snapshots, obs.accounts
+        return controls, outcomes
+
+    async def _look(
+        self, controls: Controls, venues_read: Mapping[str, VenueSnapshot | None] | None
+    ) -> _Look:
+        """Every venue and account read at once; decision time is after the last read."""
+        obs = self.last_observation = await self.observer.observe(venues_read)
         now = self.clock.now()  # decision time: every snapshot's age is judged now, after all reads
-        changed, halted_by_watch = self._watch_positions(now, snapshots)
+        changed, halted_by_watch = self._watch_positions(now, obs.snapshots)
         halted_venues = (
             controls.halted_venues | halted_by_watch | self._halt_banned(now, controls, obs.banned)
         )
+        gate = trading_gate(
+            kill_switch=controls.halted, startup_open=not self._unreconciled, halted_venues=halted_venues
+        )
+        return _Look(now, obs, changed, halted_venues, gate, time.perf_counter())
+
+    async def _plan_hedges(self, look: _Look, controls: Controls) -> tuple[HedgePlan, Controls]:
         hedge_plan = _NO_HEDGES
         if self.hedger is not None and self.hedger.specs:
+            obs = look.obs
             try:
                 hedge_plan = await self.hedger.plan(
-                    self._seen(now, snapshots, accounts, halted_venues, changed),
-                    may_trade=not self._unreconciled,
-                    reduce_only=controls.halted,
+                    self._seen(look.now, obs.snapshots, obs.accounts, look.gate.halted_venues, look.changed),
+                    gate=look.gate,
                     resumes=dict(controls.resume_hedges),
                 )
             except Exception as e:  # fail closed: the hedge engine's own checks failed
-                controls = self._fail_closed(now, "the hedge engine", e)
+                controls = self._fail_closed(look.now, "the hedge engine", e)
         if controls.resume_hedges and self.hedger is not None:
-            self._clear_resumes(now, controls, hedge_plan.resumed)
+            self._clear_resumes(look.now, controls, hedge_plan.resumed)
+        return hedge_plan, controls
+
+    def _decide(self, look: _Look, controls: Controls, hedge_plan: HedgePlan) -> tuple[World, Decision]:
         world = World(
-            now=now,
+            now=look.now,
             regime=self.regime,
-            snapshots=snapshots,
+            snapshots=look.obs.snapshots,
             states=self.states,
-            accounts=accounts,
+            accounts=look.obs.accounts,
             intents=self._intent_tuple,
             halted=controls.halted,
-            halted_venues=halted_venues,
+            halted_venues=look.halted_venues,
             moves_allowed=not self._unreconciled,
             reserved_im=hedge_plan.im_needs,
         )
-        observed_at = time.perf_counter()
         try:
-            decision = decide(world, self.policy)
+            return world, decide(world, self.policy)
         except Exception as e:  # fail closed: the risk checks themselves failed
-            self._fail_closed(now, "the risk checks", e)
-            decision = _NOTHING
-        # money first: each intent is committed and sent before the cycle's telemetry is written
+            self._fail_closed(look.now, "the risk checks", e)
+            return world, _NOTHING
+
+    async def _act(self, decision: Decision, now: float, observed_at: float) -> list[Outcome]:
+        """Money first: each intent is committed and sent before the cycle's telemetry is written."""
         for intent_id in decision.withdrawn:
             self._withdraw(intent_id, now)
+        outcomes: list[Outcome] = []
         for planned in decision.actions:
             self.executor.last_submitted_at = None
             outcome = await self.executor.execute(planned, now)
@@ -254,20 +311,38 @@ class Bot:
                 self._remember(outcome.view, now)
             if len(outcomes) == 1 and self.executor.last_submitted_at is not None:
                 self.last_reaction_seconds = self.executor.last_submitted_at - observed_at
+        return outcomes
+
+    async def _orders(
+        self, world: World, decision: Decision, look: _Look, hedge_plan: HedgePlan
+    ) -> tuple[list[OrderOutcome], tuple[Alert, ...]]:
+        """De-risk orders for venues at their de-risk level, then the hedge programs' orders, through the gate."""
         order_outcomes: list[OrderOutcome] = []
         alerts = (*decision.alerts, *hedge_plan.alerts)
-        if self.hedger is not None and decision is not _NOTHING:
-            if decision.derisk_venues:  # at the de-risk level, and what lands in time does not rescue it
-                busy = self.hedger.busy_venues | halted_venues
-                derisk = plan_derisk(world, self.policy, decision, busy=busy)
-                alerts = (*alerts, *derisk.alerts)
-                order_outcomes.extend(
-                    await self.hedger.send(with_effects(world.snapshots, derisk.orders), now)
-                )
-            if hedge_plan.orders and (not controls.halted or all(o.reduce_only for o in hedge_plan.orders)):
-                planned_orders = with_effects(world.snapshots, hedge_plan.orders)
-                order_outcomes.extend(await self.hedger.send(planned_orders, now))
+        if self.hedger is None or decision is _NOTHING:
+            return order_outcomes, alerts
+        gate = look.gate
+        if decision.derisk_venues:  # at the de-risk level, and what lands in time does not rescue it
+            busy = self.hedger.busy_venues | gate.halted_venues
+            derisk = plan_derisk(world, self.policy, decision, busy=busy)
+            alerts = (*alerts, *derisk.alerts)
+            order_outcomes.extend(
+                await self.hedger.send(with_effects(world.snapshots, gate.admit(derisk.orders)), look.now)
+            )
+        hedge_orders = gate.admit(hedge_plan.orders)  # while reducing: only an all reduce-only batch
+        if hedge_orders:
+            order_outcomes.extend(
+                await self.hedger.send(with_effects(world.snapshots, hedge_orders), look.now)
+            )
+        return order_outcomes, alerts
+
+    def _close(
+        self, look: _Look, started: float, decision: Decision, alerts: tuple[Alert, ...]
+    ) -> tuple[Alert, ...]:
+        """Alerts raised, repeated or cleared, state transitions recorded, telemetry; the alerts newly raised."""
+        now = look.now
         if self._unreconciled:
+            n = len(self._unreconciled)
             alerts = (
                 *alerts,
                 Alert(
@@ -275,15 +350,15 @@ class Bot:
                     "critical",
                     "*",
                     None,
-                    f"no money moves until {len(self._unreconciled)} open intent(s) are reconciled",
+                    f"no money moves until {n} open intent(s) are reconciled",
                 ),
             )
-        overrun = self._watchdog(started, obs)
+        overrun = self._watchdog(started, look.obs)
         if overrun is not None:
             alerts = (*alerts, overrun)
         events, notes, raised = self.alerts.update(now, alerts)
         if decision.transitions or events:
-            self.store.record_transitions(
+            self.store.figures.record_transitions(
                 now,
                 [(t.venue, t.before.value, t.trigger.value, t.after.value) for t in decision.transitions],
                 notes,
@@ -296,13 +371,94 @@ class Bot:
                     self.since[t.venue] = now
                 self.states = states
         self._last_observed = decision.observed
+        self._after_cycle(now)
+        return raised
+
+    # --- the quiet cycle -----------------------------------------------------------------------------------
+    def _may_be_quiet(self, controls: Controls) -> bool:
+        """Nothing open, halted, standing or hedged, and every venue answers at once: the cycle may end after
+        reading the venues, if each is quiet (`_quiet`)."""
+        return (
+            not self._open
+            and not self._unreconciled
+            and not self.alerts.active
+            and not controls.halted
+            and not controls.halted_venues
+            and not controls.resume_hedges
+            and self.observer.instant
+            and (self.hedger is None or not self.hedger.specs)
+        )
+
+    def _quiet(self, now: float, snaps: Mapping[str, VenueSnapshot | None]) -> CycleResult | None:
+        """The cycle's result when every venue is fresh, healthy, unmoved and quiet (`assess.is_quiet`):
+        then `decide` would plan, alert and change nothing, and nothing is written. Else None: the full cycle
+        runs on these same snapshots."""
+        observed: dict[str, Figures | None] = {}
+        age = self.policy.max_data_age_seconds
+        for name in self.policy.venues:
+            snap = snaps.get(name)
+            if snap is None or snap.own is not None or now - snap.ts > age or not self.watch.unchanged(snap):
+                return None
+            f = observed_figures(snap)
+            if not self._quiet_venue(name, f, snap.ts):
+                return None
+            observed[name] = f
+        return self._quiet_result(now, observed)
+
+    def quiet_figures(
+        self,
+        now: float,
+        figures_now: dict[str, Figures | None],
+        positions: Mapping[str, tuple[Position, ...]],
+    ) -> dict[str, Figures | None] | None:
+        """The simulator's fast path: every venue was read by the caller itself, at `now`, with `positions`.
+        When the cycle would be quiet (`_may_be_quiet`, then every venue quiet and its positions the very ones
+        last seen), it ends here as `cycle` would end it, and the observed figures are returned; None when it
+        might not be quiet: then run `cycle`."""
+        if not self._may_be_quiet(self._controls(now)):
+            return None
+        holds, states, last_move = self.watch.holds, self.states, self._last_move
+        for name, vpol, band in self._bands():
+            f = figures_now.get(name)
+            if (
+                f is None
+                or states.get(name) is not _HEALTHY
+                or not is_quiet(f, vpol, band)
+                or not holds(name, positions[name])
+                or now < last_move.get(name, -math.inf)
+            ):
+                return None
+        self._last_observed = figures_now
+        self._after_cycle(now)
+        return figures_now
+
+    def _quiet_venue(self, name: str, f: Figures, read_at: float) -> bool:
+        vpol = self.policy.venues[name]
+        return (
+            self.states.get(name) is _HEALTHY
+            and is_quiet(f, vpol, vpol.band(self.regime))
+            and read_at >= self._last_move.get(name, -math.inf)
+        )
+
+    def _bands(self) -> list[tuple[str, VenuePolicy, Band]]:
+        """(venue, its policy, the band in force) for the regime in force, made once per regime."""
+        bands = self._bands_of.get(self.regime)
+        if bands is None:
+            bands = [(n, p, p.band(self.regime)) for n, p in self.policy.venues.items()]
+            self._bands_of[self.regime] = bands
+        return bands
+
+    def _quiet_result(self, now: float, observed: dict[str, Figures | None]) -> CycleResult:
+        self._last_observed = observed
+        self._after_cycle(now)
+        return CycleResult(now, observed, self.states, Decision((), (), (), (), observed), (), ())
+
+    def _after_cycle(self, now: float) -> None:
+        """Telemetry and the outbox, off the money path: every cycle, quiet or not."""
         if self.figures_every is not None and now - self._last_figures_at >= self.figures_every:
             self._figures_later(now)
         if self.outbox is not None and (self._flush_task is None or self._flush_task.done()):
             self._flush_task = asyncio.create_task(self._flush(now))
-        return CycleResult(
-            now, decision.observed, self.states, decision, tuple(outcomes), raised, tuple(order_outcomes)
-        )
 
     def _watchdog(self, started: float, obs: Observation) -> Alert | None:
         """A cycle that overran `cycle_seconds` by half (at least a second) names its slowest read."""
@@ -377,7 +533,7 @@ class Bot:
             if change is None:
                 continue
             changed[change.venue] = (change.before, change.after)
-            self.store.save_positions(change.venue, change.after, now, changed_from=change.before)
+            self.store.figures.save_positions(change.venue, change.after, now, changed_from=change.before)
             # a symbol with an order of unknown outcome is held by the watch (its change is that order's to
             # explain, once classified): what changed while down here is something else, a liquidation
             if change.while_down:
@@ -393,8 +549,8 @@ class Bot:
 
     # --- intents -----------------------------------------------------------------------------------------
     def _load_intents(self, now: float) -> None:
-        self._intents = {i.id: i for i in self.store.load_intents(now - 2 * DAY_SECONDS)}
-        self._expiries = self.store.approval_expiries()
+        self._intents = {i.id: i for i in self.store.intents.load(now - 2 * DAY_SECONDS)}
+        self._expiries = self.store.approvals.expiries()
         self._reindex()
 
     def _remember(self, view: IntentView, now: float) -> None:
@@ -423,12 +579,12 @@ class Bot:
     ) -> None:
         """Apply a lifecycle event to a cached intent (compare-and-set on its cached status); when a person
         changed it first, their record stands and the cache takes it from the store."""
-        done = self.store.transition_intent(
+        done = self.store.intents.transition(
             i.id, event, expected=i.status, ts=now, venue=i.venue, data=data, notes=notes
         )
         if isinstance(done, Lost):
             log.info("intent changed meanwhile", intent=i.id, on=event.value, now_is=str(done.actual))
-            fresh = self.store.get_intent(i.id)
+            fresh = self.store.intents.get(i.id)
             if fresh is not None:
                 self._set(fresh)
             return
@@ -438,6 +594,8 @@ class Bot:
         """Rebuild the views derived from the intent cache (only when it changes, never on a quiet cycle)."""
         self._intent_tuple = tuple(self._intents.values())
         self._in_flight = tuple(i for i in self._intent_tuple if i.status in _IN_FLIGHT)
+        self._open = any(i.status in OPEN_STATUSES for i in self._intent_tuple)
+        self._last_move = index_intents(self._intent_tuple)[1]
 
     async def _reconcile(self, now: float) -> None:
         """Look every in-flight or unknown transfer up at the venue and adopt what it says."""
@@ -584,9 +742,9 @@ class Bot:
     ) -> None:
         try:
             if rows:
-                self.store.save_figures(rows, now)
+                self.store.figures.save(rows, now)
             if hedges:
-                self.store.save_hedge_summaries(hedges, now)
+                self.store.ledgers.save_summaries(hedges, now)
         except Exception as e:  # telemetry never takes the bot down; the next write tries again
             log.warning("writing figures failed", error=type(e).__name__)
 

@@ -32,7 +32,8 @@ from bot.errors import (
     VenueUnavailable,
 )
 from bot.notify import note
-from bot.store.repo import ApprovalSpec, Store
+from bot.store.repo import Store
+from bot.store.rows import ApprovalSpec
 from bot.venues.base import TransferPort, TransferReceipt, TransferRequest
 
 log = structlog.get_logger("marginbot.executor")
@@ -158,7 +159,7 @@ class Executor:
         v = planned.verdict
         if isinstance(v, Denied):
             # the alert for it is raised (and deduplicated) with the cycle's other alerts
-            self.store.record(
+            self.store.audit.record(
                 now,
                 [
                     (
@@ -177,7 +178,7 @@ class Executor:
             return Outcome(a.intent_id, None)
         if isinstance(v, NeedsApproval):
             expires = now + self.expires_seconds
-            created = self.store.create_intent(
+            created = self.store.intents.create(
                 a,
                 fee=route.fee,
                 status=IntentStatus.PENDING_APPROVAL,
@@ -204,7 +205,7 @@ class Executor:
             status = IntentStatus.PENDING_APPROVAL
             return Outcome(a.intent_id, status, view=_view(a, route.fee, status, now, automatic=False))
         assert isinstance(v, Allowed)
-        created = self.store.create_intent(
+        created = self.store.intents.create(
             a,
             fee=route.fee,
             status=IntentStatus.APPROVED,
@@ -231,8 +232,8 @@ class Executor:
 
         An intent that is no longer `approved` when it is marked (a person resolved it) is not sent."""
         route = self.routes[intent.route]
-        if not self.store.mark_sending(intent.id, now):
-            return Outcome(intent.id, None, view=self.store.get_intent(intent.id))
+        if not self.store.intents.mark_sending(intent.id, now):
+            return Outcome(intent.id, None, view=self.store.intents.get(intent.id))
         what = f"{intent.kind.value} {intent.amount} {intent.asset} via {intent.route} (approved)"
         out = await self.submit(
             intent.id, intent.venue, request_for(route, intent_id=intent.id, amount=intent.amount), now, what
@@ -270,7 +271,7 @@ class Executor:
     def _record(self, call: _Call, r: _Result, receipt: TransferReceipt | None = None) -> Outcome:
         """The venue's answer as a transition from `approved`, with its notification."""
         ref = None if receipt is None else receipt.venue_ref
-        done = self.store.transition_intent(
+        done = self.store.intents.transition(
             call.intent_id,
             r.event,
             expected=IntentStatus.APPROVED,
@@ -302,7 +303,7 @@ class Executor:
         intent_id, venue, req, now, what = call.intent_id, call.venue, call.req, call.now, call.what
         actual = "missing" if lost.actual is None else lost.actual.value
         log.warning("intent changed while it was sent", intent=intent_id, on=event.value, now_is=actual)
-        self.store.record(
+        self.store.audit.record(
             now,
             [
                 (
@@ -326,4 +327,4 @@ class Executor:
                 )
             ],
         )
-        return Outcome(intent_id, None, view=self.store.get_intent(intent_id))
+        return Outcome(intent_id, None, view=self.store.intents.get(intent_id))

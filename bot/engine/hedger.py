@@ -1,53 +1,53 @@
-"""The hedge engine's shell: keeps each program's ledger, asks its strategy, fetches books, sends orders.
+"""The hedge engine's shell: keeps each program's ledger, writes it, fetches books, sends orders.
 
-Per cycle, after the venues are observed:
-  1. bookkeeping   exposure changes (config, account balance), funding at 8 h boundaries, holdings the
-                   venue no longer shows (a de-risk or a liquidation), each persisted when it changes
-  2. stop rules    running cost or funding drag beyond the program's limits -> stopped (persisted, critical)
-                   and unwound with reduce-only orders; it stays stopped until `marginbot resume-hedge`
-  3. strategy      a pure function of frozen inputs; one that raises stops its program (StrategyError)
-  4. planning      books for the instruments a trade may use, then `plan_orders` (pure)
-The orders are sent after the cycle's transfers (see `Bot.cycle`). A program with an order of unknown
-outcome does not trade until that order is reconciled. While the bot is halted only reduce-only orders
-(stop unwinds, de-risk) are sent.
+Per cycle, after the venues are observed (`plan`), two pure steps (`bot.core.hedge_plan`) around one fetch:
+  1. prepare     bookkeeping (exposure changes, funding at 8 h boundaries, holdings the venue no longer
+                 shows), stop rules, strategies -> ledger writes as data, alerts, trades, the books they need
+  2. the shell   writes the ledgers (a stop is paged), reads exactly those books at once, each under the
+                 read deadline (one that does not come is None: its instrument is passed over)
+  3. plan        trades + books + margin headroom -> orders, the margin treasury counts as used, alerts
+The orders are sent after the cycle's transfers (see `Bot.cycle`), as the trading gate admits them
+(`bot.core.gate`). A program with an order of unknown outcome does not trade until that order is reconciled;
+a stopped one unwinds with reduce-only orders and stays stopped until `marginbot resume-hedge`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 
 from bot.core.decide import Alert
-from bot.core.execution import Book, plan_orders
-from bot.core.hedge import (
-    HedgeInputs,
-    HedgeSpec,
-    OrderAction,
-    OrderReason,
-    OrderStatus,
-    OrderView,
-    Quote,
-    Trade,
+from bot.core.execution import Book
+from bot.core.gate import Gate
+from bot.core.hedge import HedgeSpec, Instrument, OrderAction, OrderStatus, OrderView
+from bot.core.hedge_book import HedgeState, scale_shared
+from bot.core.hedge_plan import (
+    LedgerWrite,
+    Prepared,
+    Program,
+    Seen,
+    fresh_marks,
+    plan_hedges,
+    prepare,
+    stop_message,
 )
-from bot.core.hedge_book import HedgeState, stop_reason
 from bot.core.lifecycle import Lost, OrderEvent
-from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.engine.orders import OrderDesk, OrderOutcome
-from bot.engine.positions import PositionWatch, parse
+from bot.engine.positions import PositionWatch
 from bot.errors import StrategyError
 from bot.notify import note
-from bot.store.orders import LedgerUpdate
-from bot.store.repo import Note, Store
+from bot.store.repo import Store
+from bot.store.rows import LedgerUpdate, Note
 from bot.venues.base import OrderPort
 from strategies import get as get_strategy
 
-log = structlog.get_logger("marginbot.hedger")
+__all__ = ["HedgePlan", "Hedger", "Seen"]
 
-FUNDING_PERIOD_SECONDS = 8 * 3600
-EPS = 1e-9
+log = structlog.get_logger("marginbot.hedger")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,27 +58,23 @@ class HedgePlan:
     resumed: frozenset[str] = frozenset()  # resume requests applied this cycle (their flags may be cleared)
 
 
-@dataclass(frozen=True, slots=True)
-class Seen:
-    """What this cycle's observation says about the venues, for the hedge engine."""
-
-    now: float
-    snapshots: Mapping[str, VenueSnapshot | None]  # fresh and not halted, else None
-    accounts: Mapping[str, AccountSnapshot | None]
-    alert_utilization: Mapping[str, float]
-    changes: Mapping[str, tuple[str | None, str]] = dataclasses.field(default_factory=dict)
-    # venue -> (positions before, after) that changed by themselves since the last look (canonical JSON)
-
-
 class Hedger:
     def __init__(
-        self, specs: tuple[HedgeSpec, ...], store: Store, port: OrderPort, *, desk: str, lag_seconds: float
+        self,
+        specs: tuple[HedgeSpec, ...],
+        store: Store,
+        port: OrderPort,
+        *,
+        desk: str,
+        lag_seconds: float,
+        read_deadline_seconds: float = 5.0,
     ):
         self.specs = {s.name: s for s in specs}
         self.store = store
         self.desk = desk
         self.desk_orders = OrderDesk(store, port, desk=desk, lag_seconds=lag_seconds)
         self.port = port
+        self.read_deadline = read_deadline_seconds  # for order books, as for the venue reads
         self.states: dict[str, HedgeState] = {}
         self.open: dict[str, OrderView] = {}
         self.unreconciled: set[str] = set()
@@ -90,15 +86,15 @@ class Hedger:
     # --- lifecycle -------------------------------------------------------------------------------------
     def load(self, now: float) -> None:
         """Ledgers and open orders from the store; an order left `approved` by a dead process is unknown."""
-        stored = self.store.ledgers()
+        stored = self.store.ledgers.states()
         self.states = {
             n: HedgeState.from_json(stored[n]) if n in stored else HedgeState() for n in self.specs
         }
         self.open = {}
-        for stored_order in self.store.open_orders():
+        for stored_order in self.store.orders.open():
             o = stored_order
             if o.status is OrderStatus.APPROVED:
-                done = self.store.transition_order(
+                done = self.store.orders.transition(
                     o.id,
                     OrderEvent.RESTART_UNKNOWN,
                     expected=o.status,
@@ -107,7 +103,7 @@ class Hedger:
                     data={"reconciled": "the bot stopped between recording the order and the venue's answer"},
                 )
                 if isinstance(done, Lost):  # changed meanwhile: the store's word; only unknown stays open
-                    fresh = self.store.get_order(o.id)
+                    fresh = self.store.orders.get(o.id)
                     if fresh is None or fresh.status is not OrderStatus.UNKNOWN:
                         continue
                     o = fresh
@@ -121,7 +117,7 @@ class Hedger:
         """A person may have resolved an order of unknown outcome: take the store's word for it, and count
         the fill they recorded in the program's ledger (the bot owns the ledgers; the command does not)."""
         before = self.open
-        self.open = {o.id: o for o in self.store.open_orders() if o.status is OrderStatus.UNKNOWN}
+        self.open = {o.id: o for o in self.store.orders.open() if o.status is OrderStatus.UNKNOWN}
         for oid, o in before.items():
             if oid not in self.open:
                 self._book_resolved(o, now)
@@ -132,18 +128,18 @@ class Hedger:
         recorded, if any, is counted in the program's ledger once."""
         self.open.pop(o.id, None)
         self.unreconciled.discard(o.id)
-        row = self.store.order_row(o.id)
-        if row is None or not row["filled"]:
+        row = self.store.orders.row(o.id)
+        if row is None or not row.filled:
             return
-        filled = float(row["filled"])
+        filled = float(row.filled)
         signed = filled if o.side == "buy" else -filled
-        ledgers, positions = self.on_fill(o, signed, float(row["avg_price"] or 0.0), float(row["fee"] or 0.0))
+        ledgers, positions = self.on_fill(o, signed, float(row.avg_price or 0.0), float(row.fee or 0.0))
         for u in ledgers:
-            self.store.save_ledger(
+            self.store.ledgers.save(
                 u, now, events=[("hedge.ledger", o.venue, {"program": u.name, "resolved_order": o.id})]
             )
         if positions is not None:
-            self.store.save_positions(o.venue, positions, now, changed_from=None)
+            self.store.figures.save_positions(o.venue, positions, now, changed_from=None)
 
     def busy_symbols(self, venue: str) -> frozenset[str]:
         """Symbols with an order of unknown outcome on `venue`: only they may be explained by one."""
@@ -175,7 +171,7 @@ class Hedger:
     def _save(
         self, name: str, now: float, event: str, data: dict[str, object], notes: list[Note] | None = None
     ) -> None:
-        self.store.save_ledger(
+        self.store.ledgers.save(
             self._ledger(name), now, events=[(event, None, {"program": name, **data})], notes=notes or []
         )
 
@@ -192,26 +188,13 @@ class Hedger:
         before = w.held(o.venue, o.symbol) if w is not None else 0.0
         positions = w.expect(o.venue, o.symbol, signed) if w is not None else None
         if o.program is None:  # a de-risk order: the programs sharing the position give it up pro rata
-            return self._scale(o.key, before, before + signed, price), positions
+            shrunk = scale_shared(self.states, o.key, before, before + signed, price)
+            self.states.update(shrunk)
+            return [self._ledger(n) for n in shrunk], positions
         if o.program not in self.states:
             return [], positions
         self.states[o.program] = self.states[o.program].fill(o.key, signed, price, fee)
         return [self._ledger(o.program)], positions
-
-    def _scale(self, key: str, before: float, after: float, price: float | None) -> list[LedgerUpdate]:
-        """The venue's position on `key` went from `before` to `after` (closed at `price`): shrink the holdings
-        that share it, realizing the PnL of what they lost."""
-        if abs(before) <= EPS or (abs(after) >= abs(before) and after * before > 0):
-            return []  # nothing was there to shrink, or the venue's side did not shrink
-        factor = after / before if before != 0.0 and after * before > 0 else 0.0
-        out = []
-        for name, st in self.states.items():
-            h = st.holdings.get(key, 0.0)
-            # the venue's side shrinks pro rata; a venue that holds nothing any more holds nothing for anyone
-            if abs(h) > EPS and (h * before > 0 or abs(after) <= EPS):
-                self.states[name] = st.scale_holding(key, factor, price)
-                out.append(self._ledger(name))
-        return out
 
     async def reconcile(self, now: float) -> list[OrderOutcome]:
         out = []
@@ -269,269 +252,87 @@ class Hedger:
         self.states[name] = dataclasses.replace(st, config_exposure=spec.exposure)
         self._save(name, now, "hedge.exposure", {"qty": qty, "price": price})
 
-    def _price(self, spec: HedgeSpec, seen: Seen) -> float | None:
-        for inst in spec.instruments:
-            s = seen.snapshots.get(inst.venue)
-            if s is not None and spec.asset in s.prices:
-                return s.prices[spec.asset]
-        for s in seen.snapshots.values():
-            if s is not None and spec.asset in s.prices:
-                return s.prices[spec.asset]
-        return None
+    async def plan(self, seen: Seen, *, gate: Gate, resumes: Mapping[str, str] | None = None) -> HedgePlan:
+        """This cycle's hedge orders, in two pure steps (`bot.core.hedge_plan`) around the book reads.
 
-    def _bookkeeping(self, spec: HedgeSpec, seen: Seen, price: float) -> list[Alert]:
-        name, now = spec.name, seen.now
-        st = self.states[name]
-        alerts: list[Alert] = []
-        if st.config_exposure != spec.exposure:
-            st = dataclasses.replace(
-                st.set_exposure(spec, spec.exposure, price), config_exposure=spec.exposure
-            )
-            self.states[name] = st
-            self._save(name, now, "hedge.exposure", {"qty": spec.exposure, "price": price, "from": "config"})
-        if spec.exposure_account is not None:
-            acct = seen.accounts.get(spec.exposure_account)
-            if acct is not None:
-                qty = float(acct.balances.get(spec.asset, 0))
-                if abs(qty - st.exposure_base) > EPS:
-                    st = st.set_exposure(spec, qty, price)
-                    self.states[name] = st
-                    self._save(
-                        name,
-                        now,
-                        "hedge.exposure",
-                        {"qty": qty, "price": price, "from": spec.exposure_account},
-                    )
-        period = int(now // FUNDING_PERIOD_SECONDS)
-        rates: dict[str, float] = {}
-        unread = False  # a venue holding this program's hedge did not answer: charge when it does
-        for inst in spec.instruments:
-            s = seen.snapshots.get(inst.venue)
-            if s is not None:
-                rates[inst.key] = s.funding.get(inst.symbol, 0.0)
-            elif abs(st.holdings.get(inst.key, 0.0)) > EPS:
-                unread = True
-        if st.funding_period != period and not unread:
-            charged = st.charge_funding(period, now, self.marks, rates)
-            self.states[name] = st = charged
-            self._save(
-                name, now, "hedge.funding", {"period": period, "funding_to_date": round(st.funding, 6)}
-            )
-        return alerts
-
-    def _external(self, seen: Seen) -> list[Alert]:
-        """A position the venue reduced by itself (a liquidation, a manual close) leaves the ledgers pro rata.
-
-        A symbol with an order of unknown outcome shows no change here (the watch holds it); once the order is
-        classified, the change is what the venue shows beyond its fill.
+        The gate says whether programs trade (halted: bookkeeping and stop rules only) and whether only
+        reduce-only trades are kept (reducing). `resumes` (program -> who) are applied once the program's
+        price is known, so that its loss limit counts from the cost at that moment; the ones applied are
+        returned in `HedgePlan.resumed`.
         """
-        alerts: list[Alert] = []
-        for venue, (before_json, after_json) in seen.changes.items():
-            before, after = parse(before_json), parse(after_json)
-            for symbol in set(before) | set(after):
-                key = f"{venue}|{symbol}"
-                owners = [n for n, st in self.states.items() if abs(st.holdings.get(key, 0.0)) > EPS]
-                if not owners:
-                    continue
-                snap = seen.snapshots.get(venue)
-                base = symbol.split("/", 1)[0]
-                mark = snap.prices.get(base) if snap is not None else None
-                price = mark if mark is not None else self.marks.get(key)
-                updates = self._scale(key, before.get(symbol, 0.0), after.get(symbol, 0.0), price)
-                for u in updates:
-                    self.store.save_ledger(
-                        u,
-                        seen.now,
-                        events=[("hedge.holding_reduced", venue, {"program": u.name, "instrument": key})],
-                    )
-                    alerts.append(
-                        Alert(
-                            "hedge_holding",
-                            "warning",
-                            f"hedge:{u.name}",
-                            self.specs[u.name].asset,
-                            f"hedge {u.name}: {venue} reduced {symbol} from {before.get(symbol, 0.0):g} to "
-                            f"{after.get(symbol, 0.0):g} by itself; the program's share is cut pro rata",
-                        )
-                    )
-        return alerts
-
-    def _stop(self, name: str, reason: str, now: float) -> Alert:
-        self.states[name] = self.states[name].stop(reason)
-        spec = self.specs[name]
-        msg = f"hedge {name} STOPPED: {reason}; unwinding with reduce-only orders"
-        self._save(
-            name,
-            now,
-            "hedge.stopped",
-            {"reason": reason},
-            [
-                note(
-                    "critical",
-                    "hedge_stopped",
-                    msg,
-                    desk=self.desk,
-                    venue=f"hedge:{name}",
-                    asset=spec.asset,
-                    detail=f"it stays stopped until `marginbot resume-hedge {name} --as NAME`",
-                )
-            ],
-        )
-        return Alert("hedge_stopped", "critical", f"hedge:{name}", spec.asset, msg)
-
-    def _inputs(self, spec: HedgeSpec, seen: Seen, price: float) -> HedgeInputs:
-        st = self.states[spec.name]
-        quotes = {}
-        for inst in spec.instruments:
-            s = seen.snapshots.get(inst.venue)
-            mark = s.prices.get(inst.base) if s is not None else None
-            quotes[inst.key] = Quote(
-                mark=mark if mark is not None else self.marks.get(inst.key, price),
-                funding_8h=s.funding.get(inst.symbol, 0.0) if s is not None else 0.0,
-                available=s is not None and mark is not None,
-            )
-        return HedgeInputs(
-            spec=spec,
-            now=seen.now,
-            exposure=st.exposure(spec, price),
-            holdings=dict(st.holdings),
-            quotes=quotes,
-            hedged_exposure=st.hedged_exposure,
-            recent_trades=st.trades,
-        )
-
-    async def plan(
-        self, seen: Seen, *, may_trade: bool, reduce_only: bool, resumes: Mapping[str, str] | None = None
-    ) -> HedgePlan:
-        """This cycle's hedge orders. `may_trade` False (startup gate): bookkeeping only.
-
-        `resumes` (program -> who) are applied once the program's price is known, so that its loss limit
-        counts from the cost at that moment; the ones applied are returned in `HedgePlan.resumed`.
-        """
-        resumed: set[str] = set()
         self._planned = {}
-        alerts: list[Alert] = []
-        orders: list[OrderAction] = []
-        needs: dict[str, float] = {}
-        for spec in self.specs.values():
-            for inst in spec.instruments:
-                s = seen.snapshots.get(inst.venue)
-                if s is not None and inst.base in s.prices:
-                    self.marks[inst.key] = s.prices[inst.base]
-        alerts.extend(self._external(seen))
-        for spec in self.specs.values():
-            name = spec.name
-            price = self._price(spec, seen)
-            if price is None:
-                alerts.append(
-                    Alert(
-                        "hedge_stale", "warning", f"hedge:{name}", spec.asset, f"hedge {name}: no fresh price"
-                    )
-                )
-                continue
-            self.prices[spec.asset] = price
-            alerts.extend(self._bookkeeping(spec, seen, price))
-            if resumes and name in resumes:
-                self.resume(name, seen.now, by=resumes[name])
-                resumed.add(name)
-            st = self.states[name]
-            if not st.stopped:
-                why = stop_reason(spec, st, st.cost(spec, price, self.marks), seen.now)
-                if why is not None:
-                    alerts.append(self._stop(name, why, seen.now))
-                    st = self.states[name]
-            if not may_trade or any(o.program == name for o in self.open.values()):
-                continue
-            inputs = self._inputs(spec, seen, price)
-            if st.stopped:
-                trades: tuple[Trade, ...] = tuple(
-                    Trade(
-                        -q,
-                        OrderReason.STOP,
-                        instruments=(k,),
-                        reduce_only=True,
-                        urgent=True,
-                        note=st.stop_reason,
-                    )
-                    for k, q in st.holdings.items()
-                    if abs(q) > EPS
-                )
-                if trades:
-                    alerts.append(
-                        Alert(
-                            "hedge_stopped",
-                            "critical",
-                            f"hedge:{name}",
-                            spec.asset,
-                            f"hedge {name} STOPPED: {st.stop_reason}",
-                        )
-                    )
-            else:
-                try:
-                    trades = get_strategy(spec.strategy).propose(inputs)
-                except Exception as e:  # a strategy that raises stops its own program, nothing else
-                    err = StrategyError(f"strategy {spec.strategy} raised {type(e).__name__}: {e}")
-                    alerts.append(self._stop(name, str(err), seen.now))
-                    continue
-                if reduce_only:
-                    trades = tuple(t for t in trades if t.reduce_only)
-                dev = abs(inputs.deviation)
-                if dev > spec.band and not trades and inputs.at_trade_cap:
-                    alerts.append(
-                        Alert(
-                            "hedge_cap",
-                            "warning",
-                            f"hedge:{name}",
-                            spec.asset,
-                            f"hedge {name}: net delta {inputs.net_delta:+.4f} outside its band, "
-                            f"but {spec.max_trades_per_hour} trades this hour reached the cap",
-                        )
-                    )
-            if not trades:
-                continue
-            books: dict[str, Book | None] = {}
-            for t in trades:
-                for key in t.instruments or tuple(i.key for i in spec.instruments):
-                    if key in books:
-                        continue
-                    inst = spec.instrument(key)
-                    books[key] = None
-                    if seen.snapshots.get(inst.venue) is None:
-                        continue
-                    try:
-                        books[key] = await self.port.order_book(inst.venue, inst.symbol)
-                    except Exception as e:  # an unreachable book: the instrument is skipped this cycle
-                        log.debug("order book read failed", instrument=key, error=type(e).__name__)
-            plan = plan_orders(
+        self.marks.update(fresh_marks(self.specs.values(), seen.snapshots))
+        programs = tuple(
+            Program(
                 spec,
-                trades,
-                st.holdings,
-                books=books,
-                snapshots=seen.snapshots,
-                alert_utilization=seen.alert_utilization,
-                trigger=f"{seen.now:.3f}",
-                leg_start=len(orders),
+                self.states[name],
+                busy=any(o.program == name for o in self.open.values()),
+                resume_by=resumes.get(name) if resumes else None,
             )
-            orders.extend(plan.orders)
-            # what the orders add and what a waiting hedge still needs both count as used margin for treasury
-            for venue, extra in (*plan.im_needs.items(), *plan.im_added.items()):
-                needs[venue] = needs.get(venue, 0.0) + extra
-            if plan.orders and not st.stopped:
-                self._planned[name] = inputs.exposure  # counted as a trade once something fills
-            if abs(plan.unplaced) > EPS:
-                why = "; ".join(plan.notes) or "no instrument available"
-                kind = "hedge_margin" if plan.im_needs else "hedge_capped"
-                extra_note = " (top-up requested first)" if plan.im_needs else ""
-                alerts.append(
-                    Alert(
-                        kind,
-                        "warning",
-                        f"hedge:{name}",
-                        spec.asset,
-                        f"hedge {name}: {abs(plan.unplaced):g} {spec.asset} not placed this cycle{extra_note}: {why}",
-                    )
-                )
-        return HedgePlan(tuple(orders), needs, tuple(alerts), frozenset(resumed))
+            for name, spec in self.specs.items()
+        )
+        prepared = prepare(
+            programs, seen, marks=self.marks, prices=self.prices, gate=gate, strategy=get_strategy
+        )
+        self._write(prepared, seen.now)
+        books = await self._books(prepared.books)
+        planned = plan_hedges(prepared, books, seen)
+        self._planned = dict(planned.traded)
+        return HedgePlan(planned.orders, planned.im_needs, planned.alerts, prepared.resumed)
+
+    def _write(self, prepared: Prepared, now: float) -> None:
+        """The first step's ledger changes, in the order they were made; each program's price is kept."""
+        for w in prepared.writes:
+            self._apply(w, now)
+        for p in prepared.programs:
+            if p.price is not None:
+                self.prices[p.spec.asset] = p.price
+            for w in p.writes:
+                self._apply(w, now)
+
+    def _apply(self, w: LedgerWrite, now: float) -> None:
+        self.states[w.program] = w.state
+        notes = [] if w.stopped is None else [self._stop_note(w.program, w.stopped)]
+        self.store.ledgers.save(
+            self._ledger(w.program, w.price),
+            now,
+            events=[(w.event.value, w.venue, {"program": w.program, **w.data})],
+            notes=notes,
+        )
+
+    def _stop_note(self, name: str, reason: str) -> Note:
+        return note(
+            "critical",
+            "hedge_stopped",
+            stop_message(name, reason),
+            desk=self.desk,
+            venue=f"hedge:{name}",
+            asset=self.specs[name].asset,
+            detail=f"it stays stopped until `marginbot resume-hedge {name} --as NAME`",
+        )
+
+    async def _books(self, wanted: Sequence[Instrument]) -> dict[str, Book | None]:
+        """The books the first step named, read at once, each under the read deadline."""
+        if not wanted:
+            return {}
+        if len(wanted) == 1:
+            got = [await self._book(wanted[0])]
+        else:
+            got = list(await asyncio.gather(*(self._book(i) for i in wanted)))
+        return {i.key: b for i, b in zip(wanted, got, strict=True)}
+
+    async def _book(self, inst: Instrument) -> Book | None:
+        """One book; a read that fails or misses the deadline is None (the instrument is skipped this cycle)."""
+        try:
+            async with asyncio.timeout(self.read_deadline):
+                return await self.port.order_book(inst.venue, inst.symbol)
+        except TimeoutError:
+            log.warning(
+                "order book read cut off at the deadline", instrument=inst.key, deadline=self.read_deadline
+            )
+        except Exception as e:  # an unreachable book: the instrument is skipped this cycle
+            log.debug("order book read failed", instrument=inst.key, error=type(e).__name__)
+        return None
 
     # --- telemetry ---------------------------------------------------------------------------------------
     def summaries(self) -> list[tuple[str, float | None, float | None]]:
@@ -540,12 +341,3 @@ class Hedger:
             u = self._ledger(name)
             out.append((name, u.net_delta, u.loss))
         return out
-
-    def resume(self, name: str, now: float, *, by: str) -> bool:
-        st = self.states.get(name)
-        if st is None or not st.stopped:
-            return False
-        loss = self._ledger(name).loss
-        self.states[name] = st.resume(loss if loss is not None else st.loss_base)
-        self._save(name, now, "hedge.resumed", {"by": by})
-        return True

@@ -49,10 +49,10 @@ class KillSwitch:
 
     def read(self, now: float) -> Controls:
         """The current controls; raises if the store cannot be read (the caller fails closed)."""
-        fresh = self._cached is not None and self._cached_version == self.store.flags_version
+        fresh = self._cached is not None and self._cached_version == self.store.flags.version
         if fresh and now - self._read_at < self.poll_seconds and self._cached is not None:
             return self._cached
-        flags = self.store.flags_with_prefix(PREFIX)
+        flags = self.store.flags.with_prefix(PREFIX)
         reasons: dict[str, str] = {}
         for key, raw in flags.items():
             if key.startswith(HALT):
@@ -65,7 +65,7 @@ class KillSwitch:
             if k.startswith(RESUME_HEDGE)
         )
         self._cached = Controls(HALT in reasons, venues, reasons, flags.get(INTENTS), resumes)
-        self._cached_version = self.store.flags_version
+        self._cached_version = self.store.flags.version
         self._read_at = now
         return self._cached
 
@@ -73,7 +73,7 @@ class KillSwitch:
         key = HALT if venue is None else venue_key(venue)
         where = "all venues" if venue is None else venue
         value = json.dumps({"by": by, "reason": reason, "at": now})
-        self.store.set_flag(
+        self.store.flags.set(
             key,
             value,
             now,
@@ -93,10 +93,10 @@ class KillSwitch:
     def resume(self, now: float, *, by: str, venue: str | None = None) -> bool:
         """Clear a halt; False when there was none to clear."""
         key = HALT if venue is None else venue_key(venue)
-        if self.store.get_flag(key) is None:
+        if self.store.flags.get(key) is None:
             return False
         where = "all venues" if venue is None else venue
-        self.store.set_flag(
+        self.store.flags.set(
             key,
             None,
             now,
@@ -106,10 +106,10 @@ class KillSwitch:
         return True
 
     def mark_intents_changed(self, now: float, *, by: str, intent_id: str) -> None:
-        self.store.set_flag(INTENTS, json.dumps({"at": now, "by": by, "intent": intent_id}), now)
+        self.store.flags.set(INTENTS, json.dumps({"at": now, "by": by, "intent": intent_id}), now)
 
     def request_hedge_resume(self, now: float, *, program: str, by: str) -> None:
-        self.store.set_flag(
+        self.store.flags.set(
             RESUME_HEDGE + program,
             json.dumps({"by": by, "at": now}),
             now,
@@ -117,4 +117,4 @@ class KillSwitch:
         )
 
     def hedge_resumed(self, now: float, *, program: str) -> None:
-        self.store.set_flag(RESUME_HEDGE + program, None, now)
+        self.store.flags.set(RESUME_HEDGE + program, None, now)

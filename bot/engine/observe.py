@@ -55,11 +55,21 @@ class Observer:
         self._venue_order = [v.name for v in venues]
         self._account_order = [a.name for a in accounts]
 
-    async def observe(self) -> Observation:
-        """Every read at once; a read past the deadline is cut off (that venue or account is None)."""
+    @property
+    def instant(self) -> bool:
+        """Every venue answers at once (paper): a quiet cycle may read them alone first."""
+        return not self._awaited_venues
+
+    def venues_now(self) -> dict[str, VenueSnapshot | None]:
+        """The instant venues' snapshots, in config order (an unreadable one is None)."""
+        return {name: _guard(name, read_now, None) for name, read_now in self._instant_venues}
+
+    async def observe(self, venues_read: Mapping[str, VenueSnapshot | None] | None = None) -> Observation:
+        """Every read at once; a read past the deadline is cut off (that venue or account is None).
+        `venues_read`: the instant venues already read this cycle (`venues_now`), not read again."""
         obs = Observation()
         late: list[str] = []
-        venues: dict[str, VenueSnapshot | None] = {}
+        venues: dict[str, VenueSnapshot | None] = dict(venues_read or {})
         accounts: dict[str, AccountSnapshot | None] = {}
         if self._awaited_venues or self._awaited_accounts:
             got_v, got_a = await asyncio.gather(
@@ -68,8 +78,9 @@ class Observer:
             )
             venues.update(zip((n for n, _ in self._awaited_venues), got_v, strict=True))
             accounts.update(zip((n for n, _ in self._awaited_accounts), got_a, strict=True))
-        for name, read_now in self._instant_venues:
-            venues[name] = _guard(name, read_now, obs.banned)
+        if venues_read is None:
+            for name, read_now in self._instant_venues:
+                venues[name] = _guard(name, read_now, obs.banned)
         for name, balances_now in self._instant_accounts:
             accounts[name] = _guard(name, balances_now, None)
         obs.snapshots = {n: venues[n] for n in self._venue_order}  # in config order, whatever answered first

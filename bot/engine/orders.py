@@ -24,8 +24,8 @@ from bot.core.hedge import OrderAction, OrderStatus, OrderView
 from bot.core.lifecycle import Lost, OrderEvent, order_after
 from bot.errors import KeyRejected, OrderRefused, RateLimited, UnknownOutcome, VenueBanned, VenueUnavailable
 from bot.notify import note
-from bot.store.orders import FillEffects, LedgerUpdate
 from bot.store.repo import Store
+from bot.store.rows import FillEffects, LedgerUpdate
 from bot.venues.base import OrderPort, OrderReceipt, OrderRequest
 
 log = structlog.get_logger("marginbot.orders")
@@ -97,7 +97,7 @@ class OrderDesk:
     def _lost(self, o: OrderView, event: OrderEvent, lost: Lost[OrderStatus]) -> OrderOutcome:
         """A person (or another writer) changed the order first: their record stands, the bot takes it."""
         log.info("order changed meanwhile", order=o.id, on=event.value, now_is=str(lost.actual))
-        fresh = self.store.get_order(o.id)
+        fresh = self.store.orders.get(o.id)
         seen = dataclasses.replace(o, status=fresh.status) if fresh is not None else o
         status = seen.status
         return OrderOutcome(seen, status, classified=status is not OrderStatus.UNKNOWN, lost=True)
@@ -112,7 +112,7 @@ class OrderDesk:
         severity = "info" if event is OrderEvent.FILLED else "warning"
         if event is OrderEvent.OUTCOME_LOST:
             severity = "critical"
-        done = self.store.transition_order(
+        done = self.store.orders.transition(
             o.id,
             event,
             expected=o.status,
@@ -145,7 +145,7 @@ class OrderDesk:
 
     def _fail(self, o: OrderView, now: float, event: OrderEvent, severity: str, why: str) -> OrderOutcome:
         status = event_status(o, event)
-        done = self.store.transition_order(
+        done = self.store.orders.transition(
             o.id,
             event,
             expected=o.status,
@@ -170,7 +170,7 @@ class OrderDesk:
 
     async def execute(self, a: OrderAction, now: float, on_fill: OnFill) -> OrderOutcome | None:
         """Commit the order intent, then place it; None when the same intent was already recorded."""
-        if not self.store.create_order(a, now):
+        if not self.store.orders.create(a, now):
             return None
         o = view_of(a, now)
         try:
@@ -214,7 +214,7 @@ class OrderDesk:
         if o.id in self._paged:
             return None
         self._paged.add(o.id)
-        self.store.record(
+        self.store.audit.record(
             now,
             [("order.ambiguous", o.venue, {"id": o.id, "why": why})],
             [

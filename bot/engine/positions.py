@@ -80,6 +80,14 @@ class PositionWatch:
         self._last.pop(venue, None)
         return self._known[venue]
 
+    def unchanged(self, snap: VenueSnapshot) -> bool:
+        """The venue shows the very positions it showed last time (a quiet cycle's check: no comparison)."""
+        return self._last.get(snap.venue) is snap.positions
+
+    def holds(self, venue: str, positions: tuple[Position, ...]) -> bool:
+        """`positions` are the very ones last seen at `venue`."""
+        return self._last.get(venue) is positions
+
     def check(self, snap: VenueSnapshot) -> Change | None:
         """A change of positions since the last look, or None (cheap when the snapshot shares the same tuple)."""
         v = snap.venue

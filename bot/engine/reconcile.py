@@ -15,6 +15,7 @@ a person resolved the intent meanwhile (a lost race), their record stands and th
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from bot.core.lifecycle import IntentEvent, Lost
 from bot.core.world import IntentView, RouteSpec
 from bot.engine.executor import request_for
 from bot.notify import note
-from bot.store.repo import Note, Store
+from bot.store.repo import Store
+from bot.store.rows import Note
 from bot.venues.base import TransferPort, TransferReceipt, TransferState
 
 log = structlog.get_logger("marginbot.reconcile")
@@ -37,6 +39,13 @@ class Finding:
     intent: IntentView  # as it is now (updated when its status changed)
     classified: bool
     ambiguous: bool = False
+
+
+class _NoAnswer:
+    """A lookup that taught nothing: the route left the config, or the venue did not answer."""
+
+
+_NO_ROUTE, _NO_ANSWER = _NoAnswer(), _NoAnswer()
 
 
 class Reconciler:
@@ -57,12 +66,40 @@ class Reconciler:
         self._paged: set[str] = set()
 
     async def run(self, intents: Iterable[IntentView], now: float) -> list[Finding]:
+        """Look every intent up at once (one slow venue holds no other's lookups back), then record what
+        each venue said, one intent after another, in their order."""
+        todo = list(intents)
+        answers = await asyncio.gather(*(self._lookup(i) for i in todo))
         out = []
-        for i in intents:
-            finding = await self._one(i, now)
+        for i, answer in zip(todo, answers, strict=True):
+            finding = self._classify(i, answer, now)
             if finding is not None:
                 out.append(finding)
         return out
+
+    async def _lookup(self, i: IntentView) -> TransferReceipt | _NoAnswer | None:
+        route = self.routes.get(i.route)
+        if route is None:
+            return _NO_ROUTE
+        try:
+            return await self.transfers.lookup(
+                request_for(route, intent_id=i.id, amount=i.amount, created_at=i.created_at)
+            )
+        except Exception as e:  # nothing learnt: no change, try again next cycle
+            log.info("lookup failed", intent=i.id, error=type(e).__name__)
+            return _NO_ANSWER
+
+    def _classify(
+        self, i: IntentView, answer: TransferReceipt | _NoAnswer | None, now: float
+    ) -> Finding | None:
+        if answer is _NO_ROUTE:
+            return Finding(i, classified=False, ambiguous=True)  # its route left the config: a human decides
+        if answer is _NO_ANSWER:
+            return Finding(i, classified=False)
+        if answer is None:
+            return self._absent(i, now)
+        assert isinstance(answer, TransferReceipt)
+        return self._found(i, answer, now)
 
     def _set(
         self,
@@ -77,7 +114,7 @@ class Reconciler:
     ) -> Finding:
         """Record what the venue says as a transition from the status the bot read; classified, unless the
         intent is still unknown after it (ambiguous) or after a person's change that won the race."""
-        done = self.store.transition_intent(
+        done = self.store.intents.transition(
             i.id,
             event,
             expected=i.status,
@@ -90,7 +127,7 @@ class Reconciler:
         )
         if isinstance(done, Lost):  # a person (or another writer) changed it first: their record stands
             log.info("intent changed meanwhile", intent=i.id, on=event.value, now_is=str(done.actual))
-            fresh = self.store.get_intent(i.id)
+            fresh = self.store.intents.get(i.id)
             if fresh is None:
                 return Finding(i, classified=False)
             return Finding(fresh, classified=fresh.status is not IntentStatus.UNKNOWN)
@@ -114,21 +151,6 @@ class Reconciler:
             detail=f"intent {i.id}; its route stays blocked. Check the venue's history for this client id, "
             f"then `marginbot resolve {i.id} --as NAME --outcome confirmed|failed --reason …`",
         )
-
-    async def _one(self, i: IntentView, now: float) -> Finding | None:
-        route = self.routes.get(i.route)
-        if route is None:
-            return Finding(i, classified=False, ambiguous=True)  # its route left the config: a human decides
-        try:
-            receipt = await self.transfers.lookup(
-                request_for(route, intent_id=i.id, amount=i.amount, created_at=i.created_at)
-            )
-        except Exception as e:  # nothing learnt: no change, try again next cycle
-            log.info("lookup failed", intent=i.id, error=type(e).__name__)
-            return Finding(i, classified=False)
-        if receipt is None:
-            return self._absent(i, now)
-        return self._found(i, receipt, now)
 
     @staticmethod
     def _what(i: IntentView) -> str:
@@ -222,5 +244,5 @@ class Reconciler:
                 i, IntentEvent.AMBIGUOUS, now, data={"reconciled": "ambiguous", "why": why}, notes=page
             )
         if page:
-            self.store.record(now, [("intent.ambiguous", i.venue, {"intent": i.id, "why": why})], page)
+            self.store.audit.record(now, [("intent.ambiguous", i.venue, {"intent": i.id, "why": why})], page)
         return Finding(i, classified=True, ambiguous=True)

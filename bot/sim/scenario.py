@@ -201,44 +201,55 @@ class Scenario(Model):
 
 def check_against(sc: Scenario, s: Settings) -> None:
     """Cross-check the scenario with the config: names must exist; unsupported events are refused up front."""
-    venues = {v.name for v in s.venues}
-    accounts = {a.name for a in s.accounts}
-    routes = {r.name for r in s.routes}
-    hedges = {h.name for h in s.hedges}
     assets = set(s.market.prices) | set(sc.prices)
     problems: list[str] = []
-    missing = []
     for i, e in enumerate(sc.events):
-        venue = getattr(e, "venue", None)
-        if venue is not None and venue not in venues:
-            problems.append(f"events[{i}].venue: no venue named {venue!r} in the config")
-        asset = getattr(e, "asset", None)
-        if isinstance(e, (PriceShock, VolEvent)) and asset not in assets:
-            problems.append(
-                f"events[{i}].asset: no price for {asset!r} (add [prices.{asset}] or market.prices)"
-            )
-        if isinstance(e, TransferFreeze) and e.venue_or_account not in venues | accounts:
-            problems.append(f"events[{i}].venue_or_account: no venue or account named {e.venue_or_account!r}")
-        if isinstance(e, (TimeoutAfterEffect, ServerError, MalformedAnswer)) and e.route not in routes:
-            problems.append(f"events[{i}].route: no route named {e.route!r}")
-        if isinstance(e, ExposureEvent) and e.hedge not in hedges:
-            problems.append(f"events[{i}].hedge: no hedge program named {e.hedge!r} in the config")
-        if isinstance(e, (Liquidity, FundingEvent)) and not SYMBOL_RE.match(e.symbol):
-            problems.append(f"events[{i}].symbol: {e.symbol!r} is not BASE/QUOTE:SETTLE")
-        if e.type in NOT_BUILT:
-            missing.append(f"events[{i}] ({e.type}): {NOT_BUILT[e.type]} is not available in this release")
-        if isinstance(e, (Approve, Reject)) and e.approver not in s.approvals.approvers:
-            problems.append(f"events[{i}].approver: {e.approver!r} is not in approvals.approvers")
-    for asset, where in sorted(s.paper_price_needs().items()):
-        if asset not in assets:
-            problems.append(
-                f"prices.{asset}: no price for {asset}, which {', '.join(where[:2])}{', …' if len(where) > 2 else ''}"
-                f" need{'s' if len(where) == 1 else ''} (add [prices.{asset}] here or market.prices to the config)"
-            )
+        problems += _event_problems(i, e, s, assets)
+    problems += _price_problems(s, assets)
     if problems:
         raise ScenarioError(problems)
+    missing = [
+        f"events[{i}] ({e.type}): {NOT_BUILT[e.type]} is not available in this release"
+        for i, e in enumerate(sc.events)
+        if e.type in NOT_BUILT
+    ]
     if missing:
         raise NotBuilt("; ".join(missing))
+
+
+def _event_problems(i: int, e: Event, s: Settings, assets: set[str]) -> list[str]:
+    """What event `i` names that the config lacks."""
+    venues = {v.name for v in s.venues}
+    problems = []
+    venue = getattr(e, "venue", None)
+    if venue is not None and venue not in venues:
+        problems.append(f"events[{i}].venue: no venue named {venue!r} in the config")
+    asset = getattr(e, "asset", None)
+    if isinstance(e, (PriceShock, VolEvent)) and asset not in assets:
+        problems.append(f"events[{i}].asset: no price for {asset!r} (add [prices.{asset}] or market.prices)")
+    if isinstance(e, TransferFreeze) and e.venue_or_account not in venues | {a.name for a in s.accounts}:
+        problems.append(f"events[{i}].venue_or_account: no venue or account named {e.venue_or_account!r}")
+    if isinstance(e, (TimeoutAfterEffect, ServerError, MalformedAnswer)) and e.route not in {
+        r.name for r in s.routes
+    }:
+        problems.append(f"events[{i}].route: no route named {e.route!r}")
+    if isinstance(e, ExposureEvent) and e.hedge not in {h.name for h in s.hedges}:
+        problems.append(f"events[{i}].hedge: no hedge program named {e.hedge!r} in the config")
+    if isinstance(e, (Liquidity, FundingEvent)) and not SYMBOL_RE.match(e.symbol):
+        problems.append(f"events[{i}].symbol: {e.symbol!r} is not BASE/QUOTE:SETTLE")
+    if isinstance(e, (Approve, Reject)) and e.approver not in s.approvals.approvers:
+        problems.append(f"events[{i}].approver: {e.approver!r} is not in approvals.approvers")
+    return problems
+
+
+def _price_problems(s: Settings, assets: set[str]) -> list[str]:
+    """Assets the paper world needs that neither the scenario nor the config prices."""
+    return [
+        f"prices.{asset}: no price for {asset}, which {', '.join(where[:2])}{', …' if len(where) > 2 else ''}"
+        f" need{'s' if len(where) == 1 else ''} (add [prices.{asset}] here or market.prices to the config)"
+        for asset, where in sorted(s.paper_price_needs().items())
+        if asset not in assets
+    ]
 
 
 def load_scenario(path: str | Path) -> Scenario:

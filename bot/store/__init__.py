@@ -1,1 +1,2 @@
-"""Persistence: SQLAlchemy tables, the store's transactions, and the audit hash chain."""
+"""Persistence: SQLAlchemy tables, the unit of work (`Store`) with one repository per aggregate, and the audit
+hash chain."""

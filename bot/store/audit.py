@@ -13,17 +13,22 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SAIntegrityError
 
 from bot.core.actions import canonical_json
 from bot.errors import IntegrityError
+from bot.store.guards import integrity
+from bot.store.rows import Event, Note
 from bot.store.tables import audit, audit_head
+
+if TYPE_CHECKING:
+    from bot.store.repo import Store
 
 GENESIS = "0" * 64
 
@@ -114,6 +119,24 @@ def append(
     )
     conn.execute(_HEAD_MOVE, {"h_seq": seq, "h_hash": h})
     return seq
+
+
+class AuditLog:
+    """`store.audit`: events that belong to no other write (a start, an alert, a refused attempt), and the
+    trail's size. Every other repository appends its records inside its own transaction (`Tx.audit`)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def record(self, ts: float, events: Sequence[Event], notes: Iterable[Note] = ()) -> None:
+        """Append several audit events (kind, venue, data) and their notifications in one transaction."""
+        with integrity("audit record"), self._store.transaction() as tx:
+            tx.events(ts, events)
+            tx.notes(ts, notes)
+
+    def count(self) -> int:
+        with self._store.reading() as conn:
+            return int(conn.execute(select(func.count()).select_from(audit)).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,26 +42,8 @@ def make_engine(
     sqlite = parsed.drivername.startswith("sqlite")
     where = _safe(parsed)
     if sqlite and not create:
-        path = parsed.database
-        if not path or path == ":memory:" or not Path(path).expanduser().is_file():
-            raise StoreMissing(
-                f"{label}: no database at {where}; nothing is recorded there yet "
-                "(start the bot with `marginbot run`, or name the right database)"
-            )
-    try:
-        if sqlite:
-            if create and parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            if readonly and not create:
-                parsed = parsed.set(
-                    database=f"file:{Path(parsed.database or '').expanduser()}?mode=ro", query={"uri": "true"}
-                )
-            engine = create_engine(parsed, connect_args={"timeout": 30})
-            _sqlite_pragmas(engine, synchronous, keep_journal=not create, readonly=readonly and not create)
-        else:
-            engine = create_engine(parsed, pool_pre_ping=True)
-    except (NoSuchModuleError, ImportError) as e:
-        raise ConfigError(f"{label}: no driver for {parsed.drivername!r} ({e})") from e
+        _require_file(parsed, label, where)
+    engine = _connect(parsed, label, synchronous=synchronous, create=create, readonly=readonly)
     try:
         if create:
             metadata.create_all(engine)
@@ -79,6 +61,34 @@ def make_engine(
     except OSError as e:
         engine.dispose()
         raise StoreUnavailable(f"cannot open the database {where}: {e}") from None
+    return engine
+
+
+def _require_file(parsed: URL, label: str, where: str) -> None:
+    """A SQLite store that must already exist: its file is there (nothing is created to find out)."""
+    path = parsed.database
+    if not path or path == ":memory:" or not Path(path).expanduser().is_file():
+        raise StoreMissing(
+            f"{label}: no database at {where}; nothing is recorded there yet "
+            "(start the bot with `marginbot run`, or name the right database)"
+        )
+
+
+def _connect(parsed: URL, label: str, *, synchronous: str, create: bool, readonly: bool) -> Engine:
+    """The engine itself (no connection made yet): SQLite with its pragmas, or PostgreSQL as is."""
+    try:
+        if not parsed.drivername.startswith("sqlite"):
+            return create_engine(parsed, pool_pre_ping=True)
+        if create and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        if readonly and not create:
+            parsed = parsed.set(
+                database=f"file:{Path(parsed.database or '').expanduser()}?mode=ro", query={"uri": "true"}
+            )
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        _sqlite_pragmas(engine, synchronous, keep_journal=not create, readonly=readonly and not create)
+    except (NoSuchModuleError, ImportError) as e:
+        raise ConfigError(f"{label}: no driver for {parsed.drivername!r} ({e})") from e
     return engine
 
 

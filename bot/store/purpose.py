@@ -18,11 +18,8 @@ import json
 import time
 from typing import Literal
 
-from sqlalchemy import func, select
-
 from bot.errors import StoreMissing
 from bot.store.repo import Store
-from bot.store.tables import intents
 
 MODE_FLAG = "store:mode"
 SIMULATED = "simulated"  # the notification status of a simulation: never due, never delivered
@@ -31,7 +28,7 @@ Mode = Literal["live", "rehearsal", "simulation"]
 
 def mode_of(store: Store) -> tuple[str | None, dict[str, str]]:
     """The store's mode (None when unmarked) and what was recorded with it (e.g. the scenario's name)."""
-    raw = store.get_flag(MODE_FLAG)
+    raw = store.flags.get(MODE_FLAG)
     if raw is None:
         return None, {}
     data = json.loads(raw)
@@ -40,9 +37,8 @@ def mode_of(store: Store) -> tuple[str | None, dict[str, str]]:
 
 def _history(store: Store) -> str | None:
     """What an unmarked store already holds, in words; None when it is empty."""
-    records = store.audit_count()
-    with store.engine.connect().execution_options(readonly=True) as conn:
-        n_intents = int(conn.execute(select(func.count()).select_from(intents)).scalar_one())
+    records = store.audit.count()
+    n_intents = store.intents.count()
     if not records and not n_intents:
         return None
     return f"a history of {records} audit records and {n_intents} transfer intents"
@@ -92,7 +88,7 @@ def claim(
         )
     if current is None:
         data = {"mode": mode} | ({"scenario": scenario} if scenario else {})
-        store.set_flag(
+        store.flags.set(
             MODE_FLAG,
             json.dumps(data),
             time.time() if ts is None else ts,

@@ -14,8 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from bot.core.assets import STABLES
 from bot.core.execution import Book
-from bot.core.margin import Figures, MarginParams, Position, build_tiers, figures, scale_params
+from bot.core.margin import (
+    Figures,
+    MarginParams,
+    Position,
+    build_tiers,
+    collateral_value,
+    figures_on,
+    scale_params,
+)
 from bot.core.numbers import to_decimal
 from bot.core.world import AccountSnapshot, VenueSnapshot
 from bot.errors import TransferRefused, UnknownOutcome, VenueUnavailable
@@ -58,12 +67,14 @@ class PaperBook:
     version: int = 0
     cached: tuple[int, int, Figures] | None = None  # (market version, book version, figures)
     margin_factor: float = 1.0
+    cash: float | None = None
 
     def refresh(self) -> None:
         """After any change: rebuild the float view the snapshots share (copy on write) and drop the cache."""
         self.collateral_view = {a: float(q) for a, q in self.collateral.items()}
         self.funding_view = {s: self.funding.get(s, self.default_funding) for s in sorted(self.symbols)}
         self.version += 1
+        self.cash = None  # the collateral's value, kept by the exchange while no price can move it
 
 
 @dataclass(slots=True)
@@ -131,6 +142,7 @@ class PaperExchange:
         }
         self.buckets = {a.name: a.bucket for a in settings.accounts}
         self.transfers: dict[str, PaperTransfer] = {}
+        self.pending: dict[str, PaperTransfer] = {}  # the transfers still in flight (settled ones leave it)
         self.frozen_until: dict[str, float] = {}
         self.timeouts_after_effect: dict[str, int] = {}
         self.server_errors: dict[str, int] = {}  # route -> calls answered 5xx before any effect
@@ -153,7 +165,7 @@ class PaperExchange:
     def advance(self) -> None:
         """Settle due transfers, charge funding at 8 h boundaries, liquidate venues at m ≥ 1."""
         now = self.now()
-        if self.transfers:
+        if self.pending:
             self._settle(now)
         period = int(now // FUNDING_PERIOD_SECONDS)
         if self.last_funding_period is None:
@@ -173,18 +185,29 @@ class PaperExchange:
         c = book.cached
         if c is not None and c[0] == self.market.version and c[1] == book.version:
             return c[2]
-        f = figures(book.collateral_view, book.positions, self.market.prices, book.haircuts, book.params)
+        prices = self.market.prices
+        if book.cash is None:
+            cash = collateral_value(book.collateral_view, prices, book.haircuts)
+            if not any(a in prices or a not in STABLES for a in book.collateral_view):
+                book.cash = cash  # stablecoins no market prices: worth 1 until the book changes
+        else:
+            cash = book.cash
+        f = figures_on(cash, book.positions, prices, book.params)
         book.cached = (self.market.version, book.version, f)
         return f
 
     def _settle(self, now: float) -> None:
-        for t in self.transfers.values():
-            if t.state is not TransferState.PENDING or t.settle_at > now:
+        for t in list(self.pending.values()):
+            if t.state is not TransferState.PENDING:  # failed by a test or a fault: no longer in flight
+                del self.pending[t.req.client_id]
+                continue
+            if t.settle_at > now:
                 continue
             if self.frozen_until.get(t.req.destination, float("-inf")) > now:
                 continue  # a frozen destination holds the transfer until it thaws
             t.state = TransferState.SETTLED
             t.settled_at = now
+            del self.pending[t.req.client_id]
             self._credit(t.req.destination, t.req.asset, t.req.amount - t.req.fee)
             self.fees_paid[t.req.asset] = self.fees_paid.get(t.req.asset, Decimal(0)) + t.req.fee
 
@@ -310,19 +333,14 @@ class PaperExchange:
             if existing.req != req:
                 raise TransferRefused(f"client id {req.client_id} reused with different parameters")
             return self._receipt(existing)
-        for end in (req.source, req.destination):
-            if end in self.books and self.books[end].outage_until > now:
-                raise VenueUnavailable(f"{end}: paper venue outage")
-            if self.frozen_until.get(end, float("-inf")) > now:
-                raise TransferRefused(f"{end}: transfers frozen")
-        if self._balance(req.source, req.asset) < req.amount:
-            raise TransferRefused(f"{req.source}: insufficient {req.asset} for {req.amount}")
+        self._admit(req, now)
         self._credit(req.source, req.asset, -req.amount)
         self.effects.append(req.client_id)
         t = PaperTransfer(
             req, now, now + req.settle_seconds, TransferState.PENDING, f"paper-{len(self.effects)}"
         )
         self.transfers[req.client_id] = t
+        self.pending[req.client_id] = t
         if req.settle_seconds <= 0:
             self._settle(now)
         if take(self.timeouts_after_effect, req.route):
@@ -330,6 +348,16 @@ class PaperExchange:
         if take(self.malformed_answers, req.route):
             return TransferReceipt(req.client_id, t.ref, None, req.amount, now)
         return self._receipt(t)
+
+    def _admit(self, req: TransferRequest, now: float) -> None:
+        """Refuse a transfer the venue would refuse: an end out, frozen, or the source short of funds."""
+        for end in (req.source, req.destination):
+            if end in self.books and self.books[end].outage_until > now:
+                raise VenueUnavailable(f"{end}: paper venue outage")
+            if self.frozen_until.get(end, float("-inf")) > now:
+                raise TransferRefused(f"{end}: transfers frozen")
+        if self._balance(req.source, req.asset) < req.amount:
+            raise TransferRefused(f"{req.source}: insufficient {req.asset} for {req.amount}")
 
     def lookup(self, req: TransferRequest) -> TransferReceipt | None:
         t = self.transfers.get(req.client_id)

@@ -135,6 +135,7 @@ def restore(x: PaperExchange, state: dict[str, Any]) -> None:
             t["ref"],
             t["settled_at"],
         )
+    x.pending = {k: t for k, t in x.transfers.items() if t.state is TransferState.PENDING}
     x.effects = list(state["effects"])
     x.fees_paid = {k: Decimal(v) for k, v in state["fees_paid"].items()}
     x.liquidation_fees = {k: Decimal(v) for k, v in state.get("liquidation_fees", {}).items()}

@@ -112,21 +112,21 @@ def _with_timeout(s: Settings, seconds: float) -> Settings:
 
 def intents(side: Side) -> list[tuple[str, str, Decimal, str]]:
     """(kind, route, amount, status) of every intent, oldest first."""
-    rows = side.wired.store.intent_rows()
-    return [(r["kind"], r["route"], Decimal(str(r["amount"])), r["status"]) for r in rows]
+    rows = side.wired.store.intents.rows()
+    return [(r.kind, r.route, Decimal(str(r.amount)), r.status) for r in rows]
 
 
 def orders(side: Side) -> list[tuple[str, str, str, Decimal, Decimal, str]]:
     """(venue, symbol, side, qty, filled, status) of every order, oldest first."""
-    rows = side.wired.store.order_rows()
+    rows = side.wired.store.orders.rows()
     return [
         (
-            r["venue"],
-            r["symbol"],
-            r["side"],
-            Decimal(str(r["qty"])),
-            Decimal(str(r["filled"] or 0)),
-            r["status"],
+            r.venue,
+            r.symbol,
+            r.side,
+            Decimal(str(r.qty)),
+            Decimal(str(r.filled or 0)),
+            r.status,
         )
         for r in rows
     ]

@@ -110,8 +110,8 @@ async def test_a_fault_run_ends_as_on_paper_and_leaks_no_secret(
         store = twin.ccxt.wired.store
         texts = [capsys.readouterr().err]
         texts += list(export_lines(store.engine, "jsonl"))
-        texts += [str(n) for n in store.due_notifications(math.inf, limit=10_000)]
-        texts += [str(r) for r in store.intent_rows()]
+        texts += [str(n) for n in store.outbox.due(math.inf, limit=10_000)]
+        texts += [str(r) for r in store.intents.rows()]
         blob = "\n".join(texts)
         assert "venue" in blob  # the capture did see the run
         secrets = [v for v in twin.rehearsal.env.values() if v] if twin.rehearsal else []

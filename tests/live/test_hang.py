@@ -88,8 +88,8 @@ async def test_a_hanging_exchange_is_cut_off_and_the_other_tops_up(tmp_path: Pat
         assert took < 3.0, took
         assert result.observed["okx-main"] is None
         assert result.states["okx-main"].value == "stale"
-        rows = store.intent_rows()
-        assert [(r["venue"], r["status"]) for r in rows] == [("bybit-main", "submitted")]
+        rows = store.intents.rows()
+        assert [(r.venue, r.status) for r in rows] == [("bybit-main", "submitted")]
     finally:
         await world.close()
         await rehearsal.stop()

@@ -176,52 +176,65 @@ class FakeExchange(ABC):
             await asyncio.sleep(self.latency)
         endpoint = self.endpoint_of(request)
         body = await request.text()
-        for key, value in [*request.headers.items(), *request.query.items()]:
-            if "sign" in key.lower() or key.lower() == "authorization":
-                self.signatures.add(value.split("sig=")[-1].split(",")[0] if "sig=" in value else value)
+        self._collect_signatures(request)
         signed = await self.verify(request, body)
         fault = self._take(endpoint)
 
         def hit(status: int) -> None:
             self.hits.append(Hit(request.method, request.path, endpoint, status, signed, arrived))
 
-        if fault is not None and fault.kind in ("429", "418"):
-            status = int(fault.kind)
-            headers = {"Retry-After": f"{fault.retry_after:g}"} if fault.retry_after is not None else {}
-            hit(status)
-            resp = self.error(status, "too many requests" if status == 429 else "IP banned")
-            resp.headers.update(headers)
-            return resp
-        if fault is not None and fault.kind == "5xx":
-            hit(503)
-            return self.error(503, "service unavailable")
-        if fault is not None and fault.kind == "timeout":
-            hit(0)
-            await asyncio.sleep(self.hang_seconds)
-            return self.error(504, "gateway timeout")
-        if not signed:
-            hit(401)
-            return self.error(401, "invalid signature")
+        early = await self._before_effect(fault, signed, hit)
+        if early is not None:
+            return early
         try:
             response = await handler(request)
         except web.HTTPException:
             raise
         except UnknownOutcome:  # the paper world applied the effect and lost the answer
-            hit(0)
-            await asyncio.sleep(self.hang_seconds)
-            return self.error(504, "gateway timeout")
+            return await self._hang(hit)
         except VenueUnavailable as e:
             hit(503)
             return self.error(503, str(e))
         if fault is not None and fault.kind == "timeout_after_effect":
-            hit(0)
-            await asyncio.sleep(self.hang_seconds)
-            return self.error(504, "gateway timeout")
+            return await self._hang(hit)
         if fault is not None and fault.kind == "malformed":
             hit(200)
             return self.malformed()
         hit(response.status)
         return response
+
+    def _collect_signatures(self, request: web.Request) -> None:
+        """Every signature a request carries (the secrets test looks for them in logs and records)."""
+        for key, value in [*request.headers.items(), *request.query.items()]:
+            if "sign" in key.lower() or key.lower() == "authorization":
+                self.signatures.add(value.split("sig=")[-1].split(",")[0] if "sig=" in value else value)
+
+    async def _before_effect(
+        self, fault: Fault | None, signed: bool, hit: Callable[[int], None]
+    ) -> web.StreamResponse | None:
+        """The answer a fault (or a bad signature) gives before the request reaches the paper world."""
+        if fault is not None and fault.kind in ("429", "418"):
+            status = int(fault.kind)
+            hit(status)
+            resp = self.error(status, "too many requests" if status == 429 else "IP banned")
+            if fault.retry_after is not None:
+                resp.headers["Retry-After"] = f"{fault.retry_after:g}"
+            return resp
+        if fault is not None and fault.kind == "5xx":
+            hit(503)
+            return self.error(503, "service unavailable")
+        if fault is not None and fault.kind == "timeout":
+            return await self._hang(hit)
+        if not signed:
+            hit(401)
+            return self.error(401, "invalid signature")
+        return None
+
+    async def _hang(self, hit: Callable[[int], None]) -> web.StreamResponse:
+        """A timeout as the client sees it: the answer held past its patience, then a 504."""
+        hit(0)
+        await asyncio.sleep(self.hang_seconds)
+        return self.error(504, "gateway timeout")
 
     # --- the paper world, as every fake needs it --------------------------------------------------------
     def wallet(self, wallet_id: str) -> str:

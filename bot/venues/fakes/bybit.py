@@ -675,20 +675,7 @@ class FakeBybit(FakeExchange):
         venue = self._venue()
         if venue is None:
             raise Refusal(10001, "params error: this account has no unified trading wallet")
-        side = {"Buy": "buy", "Sell": "sell"}.get(str(p.get("side")))
-        if side is None:
-            raise Refusal(10001, f"params error: side {p.get('side')!r}")
-        if p.get("orderType") != "Market":
-            raise Refusal(10001, "params error: this venue takes market orders only")
-        qty = self._amount(p.get("qty"))
-        step = Decimal(dec_str(m.qty_step))
-        if qty % step != 0:
-            raise Refusal(10001, f"Qty invalid: {qty} is not a multiple of the step {step}")
-        link = str(p.get("orderLinkId") or "")
-        if len(link) > 36 or not all(ch.isalnum() or ch in "-_" for ch in link):
-            raise Refusal(10001, "params error: orderLinkId is at most 36 letters, digits, - or _")
-        if link and any(o.link_id == link for o in self.orders.values()):
-            raise Refusal(110072, "OrderLinkedID is duplicate")
+        side, qty, link = self._order_params(p, m)
         order_id = str(uuid.uuid4())
         client_id = hex_id(link) if link else order_id
         meta = OrderMeta(order_id, link, client_id, m, self.now_ms())
@@ -705,17 +692,30 @@ class FakeBybit(FakeExchange):
             self.place(req)
         except OrderRefused as e:
             del self.orders[order_id]
-            text = str(e)
-            if "reduce-only" in text:
-                raise Refusal(110017, f"Reduce-only rule not satisfied: {text}") from None
-            if "insufficient" in text:
-                raise Refusal(110007, f"ab not enough for new order: {text}") from None
-            raise Refusal(10001, text) from None
+            raise _order_refusal(str(e)) from None
         except BaseException:
             if self.order_record(client_id) is None:  # failed before the book: no order exists
                 del self.orders[order_id]
             raise
         return {"orderId": order_id, "orderLinkId": link}
+
+    def _order_params(self, p: dict[str, Any], m: Market) -> tuple[str, Decimal, str]:
+        """Side, quantity (contracts) and orderLinkId of a create request, refused as Bybit refuses them."""
+        side = {"Buy": "buy", "Sell": "sell"}.get(str(p.get("side")))
+        if side is None:
+            raise Refusal(10001, f"params error: side {p.get('side')!r}")
+        if p.get("orderType") != "Market":
+            raise Refusal(10001, "params error: this venue takes market orders only")
+        qty = self._amount(p.get("qty"))
+        step = Decimal(dec_str(m.qty_step))
+        if qty % step != 0:
+            raise Refusal(10001, f"Qty invalid: {qty} is not a multiple of the step {step}")
+        link = str(p.get("orderLinkId") or "")
+        if len(link) > 36 or not all(ch.isalnum() or ch in "-_" for ch in link):
+            raise Refusal(10001, "params error: orderLinkId is at most 36 letters, digits, - or _")
+        if link and any(o.link_id == link for o in self.orders.values()):
+            raise Refusal(110072, "OrderLinkedID is duplicate")
+        return side, qty, link
 
     def _order_row(self, meta: OrderMeta, req: OrderRequest, r: OrderReceipt) -> dict[str, Any]:
         cs = Decimal(dec_str(meta.market.contract_size))
@@ -880,16 +880,7 @@ class FakeBybit(FakeExchange):
 
     # --- withdrawals and deposits -----------------------------------------------------------------------
     def withdraw_create(self, p: dict[str, Any]) -> dict[str, Any]:
-        for key in ("coin", "address", "amount", "timestamp"):
-            if not p.get(key):
-                raise Refusal(10001, f"params error: {key} is required")
-        account_type = str(p.get("accountType") or "SPOT")
-        wallet = WITHDRAW_ACCOUNT_TYPES.get(account_type)
-        if wallet is None:
-            raise Refusal(10001, f"params error: accountType {account_type} (SPOT is for classic accounts)")
-        source = self.account.wallets.get(wallet)
-        if source is None:
-            raise Refusal(131207, "Account not exist")
+        source = self._withdraw_source(p)
         request_id = str(p["requestId"]) if p.get("requestId") else None
         if request_id is not None:
             for w in self.withdrawals.values():
@@ -918,6 +909,20 @@ class FakeBybit(FakeExchange):
                 raise Refusal(131212, f"Insufficient balance: {e}") from None
             raise Refusal(131090, f"User withdraw has been banned: {e}") from None
         return {"id": wid}
+
+    def _withdraw_source(self, p: dict[str, Any]) -> str:
+        """The paper account a withdrawal leaves from, after Bybit's checks of the request's fields."""
+        for key in ("coin", "address", "amount", "timestamp"):
+            if not p.get(key):
+                raise Refusal(10001, f"params error: {key} is required")
+        account_type = str(p.get("accountType") or "SPOT")
+        wallet = WITHDRAW_ACCOUNT_TYPES.get(account_type)
+        if wallet is None:
+            raise Refusal(10001, f"params error: accountType {account_type} (SPOT is for classic accounts)")
+        source = self.account.wallets.get(wallet)
+        if source is None:
+            raise Refusal(131207, "Account not exist")
+        return source
 
     def withdraw_records(self, p: dict[str, Any]) -> dict[str, Any]:
         start, end = int(p.get("startTime") or 0), int(p.get("endTime") or 0)
@@ -992,3 +997,12 @@ class FakeBybit(FakeExchange):
                         }
                     )
         return {"rows": rows[: int(p.get("limit") or 50)], "nextPageCursor": ""}
+
+
+def _order_refusal(text: str) -> Refusal:
+    """The paper venue's refusal of an order, in Bybit's codes."""
+    if "reduce-only" in text:
+        return Refusal(110017, f"Reduce-only rule not satisfied: {text}")
+    if "insufficient" in text:
+        return Refusal(110007, f"ab not enough for new order: {text}")
+    return Refusal(10001, text)

@@ -80,23 +80,7 @@ class Rehearsal:
 
     async def start(self) -> Settings:
         venues = {v.name for v in self.settings.venues}
-        symbols: dict[str, set[str]] = {}
-        for v in self.settings.venues:
-            x = self.exchange_of.get(v.name)
-            if x is None or v.paper is None:
-                continue
-            syms = symbols.setdefault(x, set())
-            syms.update(p.symbol for p in v.paper.positions)
-            syms.update(f"{a}/USDT:USDT" for a in v.paper.collateral if a in self.settings.market.prices)
-            syms.update(  # a route's asset is priced at its live venue end, held or not
-                f"{r.asset}/USDT:USDT"
-                for r in self.settings.routes
-                if v.name in (r.from_, r.to) and r.asset in self.settings.market.prices
-            )
-        for h in self.settings.hedges:
-            for i in h.instruments:
-                if i.venue in self.exchange_of:
-                    symbols.setdefault(self.exchange_of[i.venue], set()).add(i.symbol)
+        symbols = self._symbols()
         urls: dict[str, str] = {}
         for x in sorted(set(self.exchange_of.values())):
             cls = fake_class(x)
@@ -123,6 +107,28 @@ class Rehearsal:
                 self.env[env_name(ks, "password")] = account.password
         self.live = live_config(self.settings, self.exchange_of, urls)
         return self.live
+
+    def _symbols(self) -> dict[str, set[str]]:
+        """The markets each fake lists: positions, priced collateral and route assets, hedge instruments."""
+        s = self.settings
+        symbols: dict[str, set[str]] = {}
+        for v in s.venues:
+            x = self.exchange_of.get(v.name)
+            if x is None or v.paper is None:
+                continue
+            syms = symbols.setdefault(x, set())
+            syms.update(p.symbol for p in v.paper.positions)
+            syms.update(f"{a}/USDT:USDT" for a in v.paper.collateral if a in s.market.prices)
+            syms.update(  # a route's asset is priced at its live venue end, held or not
+                f"{r.asset}/USDT:USDT"
+                for r in s.routes
+                if v.name in (r.from_, r.to) and r.asset in s.market.prices
+            )
+        for h in s.hedges:
+            for i in h.instruments:
+                if i.venue in self.exchange_of:
+                    symbols.setdefault(self.exchange_of[i.venue], set()).add(i.symbol)
+        return symbols
 
     async def stop(self) -> None:
         for fake in self.fakes.values():
